@@ -12,6 +12,9 @@ from dataclasses import dataclass
 from traces.errors import TasdsimError
 
 
+MAX_M = 256  # in-group indices fit one byte
+
+
 @dataclass(frozen=True, order=True)
 class Pattern:
     """An N:M structured-sparsity pattern."""
@@ -20,8 +23,8 @@ class Pattern:
     m: int
 
     def __post_init__(self) -> None:
-        if self.m < 1:
-            raise TasdsimError(f'"{self.n}:{self.m}": M must be at least 1')
+        if not 1 <= self.m <= MAX_M:
+            raise TasdsimError(f'"{self.n}:{self.m}": M must be between 1 and {MAX_M}')
         if not 1 <= self.n <= self.m:
             raise TasdsimError(f'"{self.n}:{self.m}": N must be between 1 and M')
 

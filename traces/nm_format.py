@@ -1,0 +1,126 @@
+"""Compressed N:M format of one TASD term.
+
+A term with pattern N:M over a tensor whose reduction axis has length K is stored, per group of M
+consecutive elements along K, as the N kept values (in increasing position order) and, per kept
+value, its index in the group: ceil(log2 M) bits of metadata. Every group holds exactly N value
+slots, zero-valued when the group had fewer non-zeros, because the hardware skips slots, not values.
+When M does not divide K the last group is padded with zeros to M; padded slots can only be chosen
+when the real part of the group has fewer than N elements, and then they hold zero.
+
+Layout: the reduction axis is moved last and the other axes flattened into rows, so `values` and
+`indices` have shape (rows, groups, N). Metadata is packed as one little-endian bit stream over
+`indices` in row-major order, `metadata_bits` bits per index: exactly
+ceil(rows * groups * N * bits / 8) bytes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import ml_dtypes
+import numpy as np
+
+from traces.errors import TasdsimError
+from traces.patterns import Pattern
+
+SUPPORTED_DTYPES = {
+    "int8": np.dtype(np.int8),
+    "float16": np.dtype(np.float16),
+    "bfloat16": np.dtype(ml_dtypes.bfloat16),
+    "float32": np.dtype(np.float32),
+}
+
+
+def check_dtype(dtype: np.dtype) -> np.dtype:
+    """The tensor dtypes the front-end handles: int8, fp16, bf16, fp32 (fp64 and wider ints for
+    synthetic and reference use)."""
+    dtype = np.dtype(dtype)
+    if dtype in SUPPORTED_DTYPES.values() or dtype in (np.dtype(np.float64), np.dtype(np.int16),
+                                                        np.dtype(np.int32), np.dtype(np.int64)):
+        return dtype
+    raise TasdsimError(f"unsupported tensor dtype {dtype}: expected int8, float16, bfloat16 or float32")
+
+
+def to_rows(a: np.ndarray, axis: int) -> np.ndarray:
+    """View the tensor as (rows, K) with the reduction axis last (a contiguous copy if needed)."""
+    moved = np.moveaxis(a, axis, -1)
+    return np.ascontiguousarray(moved).reshape(-1, moved.shape[-1]) if moved.ndim else moved
+
+
+def from_rows(rows: np.ndarray, shape: tuple[int, ...], axis: int) -> np.ndarray:
+    """Inverse of to_rows: (rows, K) back to `shape` with the reduction axis at `axis`."""
+    moved_shape = tuple(np.delete(np.array(shape), axis)) + (shape[axis],)
+    return np.moveaxis(rows.reshape(moved_shape), -1, axis)
+
+
+def pack_metadata(indices: np.ndarray, bits: int) -> np.ndarray:
+    """Pack in-group indices into a little-endian bit stream, `bits` bits each (uint8 array)."""
+    flat = indices.reshape(-1).astype(np.uint32)
+    if bits == 0:
+        return np.zeros(0, dtype=np.uint8)
+    bitplanes = ((flat[:, None] >> np.arange(bits, dtype=np.uint32)) & 1).astype(np.uint8)
+    return np.packbits(bitplanes.reshape(-1), bitorder="little")
+
+
+def unpack_metadata(packed: np.ndarray, bits: int, count: int) -> np.ndarray:
+    """Inverse of pack_metadata: `count` indices of `bits` bits each."""
+    if bits == 0:
+        return np.zeros(count, dtype=np.uint16)
+    need = -(-count * bits // 8)
+    if packed.size != need:
+        raise TasdsimError(f"metadata has {packed.size} bytes, expected {need} for {count} indices of {bits} bits")
+    planes = np.unpackbits(packed, count=count * bits, bitorder="little").reshape(count, bits)
+    return (planes.astype(np.uint16) << np.arange(bits, dtype=np.uint16)).sum(axis=1, dtype=np.uint16)
+
+
+@dataclass
+class CompressedTerm:
+    """One N:M term in compressed form: values and indices of shape (rows, groups, N)."""
+
+    pattern: Pattern
+    shape: tuple[int, ...]  # shape of the full tensor
+    axis: int  # reduction axis in `shape`
+    values: np.ndarray
+    indices: np.ndarray
+
+    @property
+    def k(self) -> int:
+        return self.shape[self.axis]
+
+    @property
+    def nnz(self) -> int:
+        """Kept values that are non-zero."""
+        return int(np.count_nonzero(self.values))
+
+    @property
+    def value_bytes(self) -> int:
+        """Bytes of the value slots: N per group, padded groups included."""
+        return self.values.size * self.values.dtype.itemsize
+
+    @property
+    def metadata_bytes(self) -> int:
+        """Bytes of the packed metadata: ceil(slots * ceil(log2 M) / 8)."""
+        return -(-self.indices.size * self.pattern.metadata_bits // 8)
+
+    def packed_metadata(self) -> np.ndarray:
+        return pack_metadata(self.indices, self.pattern.metadata_bits)
+
+    def to_dense(self) -> np.ndarray:
+        """The term as a tensor of `shape`, zero outside its kept positions."""
+        rows, groups, _ = self.values.shape
+        m = self.pattern.m
+        dense = np.zeros((rows, groups, m), dtype=self.values.dtype)
+        np.put_along_axis(dense, self.indices.astype(np.intp), self.values, axis=2)
+        return from_rows(dense.reshape(rows, groups * m)[:, : self.k], self.shape, self.axis)
+
+    @classmethod
+    def from_packed(cls, pattern: Pattern, shape: tuple[int, ...], axis: int,
+                    values: np.ndarray, metadata: np.ndarray) -> "CompressedTerm":
+        """Rebuild a term from its values (rows, groups, N) and packed metadata bytes."""
+        rows = int(np.prod(shape)) // shape[axis]
+        expect = (rows, pattern.groups(shape[axis]), pattern.n)
+        if values.shape != expect:
+            raise TasdsimError(f"term {pattern}: values have shape {values.shape}, expected {expect}")
+        indices = unpack_metadata(metadata, pattern.metadata_bits, values.size).reshape(expect)
+        if indices.size and int(indices.max()) >= pattern.m:
+            raise TasdsimError(f"term {pattern}: metadata index {int(indices.max())} is not below M={pattern.m}")
+        return cls(pattern, tuple(shape), axis, values, indices)
