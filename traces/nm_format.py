@@ -20,7 +20,7 @@ import ml_dtypes
 import numpy as np
 
 from traces.errors import TasdsimError
-from traces.patterns import Pattern
+from traces.patterns import Pattern, parse_pattern
 
 SUPPORTED_DTYPES = {
     "int8": np.dtype(np.int8),
@@ -124,3 +124,44 @@ class CompressedTerm:
         if indices.size and int(indices.max()) >= pattern.m:
             raise TasdsimError(f"term {pattern}: metadata index {int(indices.max())} is not below M={pattern.m}")
         return cls(pattern, tuple(shape), axis, values, indices)
+
+
+def save_terms(path: str, terms: list[CompressedTerm], series: str) -> None:
+    """Write every term's values and packed metadata to an .npz file.
+
+    Keys: `series`, `shape`, `axis`, `dtype`, and per term i `term{i}.pattern`, `term{i}.values`
+    (shape (rows, groups, N); bfloat16 stored as its uint16 bits) and `term{i}.metadata` (uint8)."""
+    dtype = terms[0].values.dtype
+    arrays = {"series": np.array(series), "shape": np.array(terms[0].shape, dtype=np.int64),
+              "axis": np.array(terms[0].axis), "dtype": np.array(_dtype_name(dtype))}
+    for i, term in enumerate(terms):
+        values = term.values.view(np.uint16) if dtype == SUPPORTED_DTYPES["bfloat16"] else term.values
+        arrays[f"term{i}.pattern"] = np.array(str(term.pattern))
+        arrays[f"term{i}.values"] = values
+        arrays[f"term{i}.metadata"] = term.packed_metadata()
+    try:
+        np.savez(path, **arrays)
+    except OSError as err:
+        raise TasdsimError(f"{path}: cannot write: {err.strerror or err}") from None
+
+
+def load_terms(path: str) -> list[CompressedTerm]:
+    """Read the terms written by save_terms."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            shape, axis = tuple(int(s) for s in data["shape"]), int(data["axis"])
+            dtype = SUPPORTED_DTYPES.get(str(data["dtype"]), np.dtype(str(data["dtype"])))
+            terms, i = [], 0
+            while f"term{i}.pattern" in data:
+                values = data[f"term{i}.values"]
+                values = values.view(dtype) if dtype == SUPPORTED_DTYPES["bfloat16"] else values
+                terms.append(CompressedTerm.from_packed(parse_pattern(str(data[f"term{i}.pattern"])), shape,
+                                                        axis, values, data[f"term{i}.metadata"]))
+                i += 1
+    except (OSError, KeyError, ValueError) as err:
+        raise TasdsimError(f"{path}: not a term file written by decompose --out ({err})") from None
+    return terms
+
+
+def _dtype_name(dtype: np.dtype) -> str:
+    return "bfloat16" if dtype == SUPPORTED_DTYPES["bfloat16"] else dtype.name

@@ -111,6 +111,8 @@ def parse_series(text: str) -> Series:
         try:
             terms.append(parse_pattern(part))
         except TasdsimError as err:
+            if part.strip() == text:
+                raise
             raise TasdsimError(f'series "{text}": {err}') from None
     return Series(tuple(terms))
 

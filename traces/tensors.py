@@ -200,7 +200,8 @@ def _read_npy(open_file: Callable[[], IO[bytes]], where: str) -> np.ndarray:
 def _read_safetensor(f: safe_open, key: str, where: str) -> np.ndarray:
     stored = f.get_slice(key).get_dtype()
     if stored not in SAFETENSORS_DTYPES:
-        raise TasdsimError(f"{where}: unsupported dtype {stored}, expected one of {', '.join(SAFETENSORS_DTYPES)}")
+        expected = ", ".join(SAFETENSORS_DTYPES)
+        raise TasdsimError(f"{where}: unsupported dtype {stored}, expected one of {expected}")
     return f.get_tensor(key)
 
 
@@ -299,7 +300,12 @@ SYNTHETIC_USAGE = (
     "gaussian[:std=S][:pruned=P], laplacian[:scale=B][:pruned=P], relu:sparsity=P or nm:N:M[:axis=A], "
     "optionally followed by ,float32 ,float16 ,bfloat16 or ,int8"
 )
-_PARAMS = {"gaussian": ("std", "pruned"), "laplacian": ("scale", "pruned"), "relu": ("sparsity",), "nm": ("axis",)}
+_PARAMS = {
+    "gaussian": ("std", "pruned"),
+    "laplacian": ("scale", "pruned"),
+    "relu": ("sparsity",),
+    "nm": ("axis",),
+}
 _SYNTHETIC_DTYPES = {"float32": np.float32, "float16": np.float16, "bfloat16": BFLOAT16, "int8": np.int8}
 
 
@@ -307,6 +313,8 @@ def synthetic(spec: str, shape: int | Sequence[int], seed: int) -> np.ndarray:
     """A synthetic tensor from a spec such as "gaussian", "laplacian:pruned=0.7", "relu:sparsity=0.6",
     "nm:2:4" or "gaussian,int8" (grammar in SYNTHETIC_USAGE).
 
+    "nm" groups along axis 1 unless told otherwise: `in` of a (out, in) weight, `Cin` of a
+    (Cout, Cin, Kh, Kw) one, as in PyTorch's layout (axis 0 for a 1-D shape).
     With ",int8" the tensor is made in float32 and quantized by quantize_int8, except that a
     non-zero never rounds to 0 (it becomes +-1), so the zero pattern and sparsity are kept.
     """
@@ -341,7 +349,8 @@ def _synthetic(spec: str, shape: int | Sequence[int], seed: int) -> np.ndarray:
             raise TasdsimError("relu needs its sparsity, as in relu:sparsity=0.6")
         tensor = relu_activations(shape, _number(kind, "sparsity", params["sparsity"], float), seed, dtype)
     else:
-        tensor = nm_sparse(shape, n, m, seed, _number(kind, "axis", params.get("axis", "-1"), int), dtype)
+        default_axis = "1" if len(_shape(shape)) > 1 else "0"
+        tensor = nm_sparse(shape, n, m, seed, _number(kind, "axis", params.get("axis", default_axis), int), dtype)
     if "pruned" in params:
         tensor = magnitude_pruned(tensor, _number(kind, "pruned", params["pruned"], float))
     if dtype_name == "int8":
@@ -369,15 +378,20 @@ def _number(kind: str, name: str, text: str, type_: type[int] | type[float]) -> 
     try:
         return type_(text)
     except ValueError:
-        raise TasdsimError(f'{kind}: {name} must be {"an integer" if type_ is int else "a number"}, not "{text}"') from None
+        wanted = "an integer" if type_ is int else "a number"
+        raise TasdsimError(f'{kind}: {name} must be {wanted}, not "{text}"') from None
 
 
 # ---------------------------------------------------------------- argument checks
 
 
 def _shape(shape: int | Sequence[int]) -> tuple[int, ...]:
-    dims = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
-    if not dims or not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 1 for d in dims):
+    dims = (shape,) if isinstance(shape, (int, np.integer)) else shape
+    if not (
+        isinstance(dims, Sequence)
+        and dims
+        and all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 1 for d in dims)
+    ):
         raise TasdsimError(f"shape {shape} must be one or more positive integers")
     return tuple(int(d) for d in dims)
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,7 +66,8 @@ class Layer:
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
-            raise TasdsimError(f"layer {self.name}: kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
+            kinds = ", ".join(KINDS)
+            raise TasdsimError(f"layer {self.name}: kind must be one of {kinds}, got {self.kind!r}")
         for field in ("m", "n", "k", "groups"):
             value = getattr(self, field)
             if not _is_int(value) or value < 1:
@@ -113,7 +115,7 @@ def conv_output_size(size: int, kernel: int, stride: int, padding: int, dilation
 def gemm_layer(text: str) -> Layer:
     """A linear layer from "MxNxK", e.g. "1024x1024x2048"."""
     parts = text.strip().lower().split("x")
-    if len(parts) != 3 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+    if len(parts) != 3 or not all(p.strip().isdecimal() and int(p) > 0 for p in parts):
         raise TasdsimError(f'"{text}": expected MxNxK with positive integers, e.g. 1024x1024x2048')
     m, n, k = (int(p) for p in parts)
     return Layer(name="gemm", kind="linear", m=m, n=n, k=k, weight_shape=(n, k))
@@ -172,7 +174,9 @@ def load_workload(name_or_path: str, batch: int | None = None, seq_len: int | No
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
-        raise TasdsimError(f"{label}: not valid YAML: {' '.join(str(err).split())}") from None
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise TasdsimError(f"{label}: {where}not valid YAML: {getattr(err, 'problem', None) or err}") from None
     if not isinstance(data, dict):
         raise TasdsimError(f"{label}: expected a mapping with keys parameters and layers")
     _check_keys(data, *_TOP_KEYS, label, "")
@@ -181,13 +185,14 @@ def load_workload(name_or_path: str, batch: int | None = None, seq_len: int | No
         if value is None:
             continue
         if key not in params:
-            raise TasdsimError(f"{label}: has no parameter {key} to set (its parameters: {', '.join(params)})")
+            declared = ", ".join(params)
+            raise TasdsimError(f"{label}: has no parameter {key} to set (its parameters: {declared})")
         if not _is_int(value) or value < 1:
             raise TasdsimError(f"{label}: {key}={value!r}: must be a positive integer")
         params[key] = value
     layers = _layers(data["layers"], params, label, "layers")
-    names = [layer.name for layer in layers]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
+    counts = Counter(layer.name for layer in layers)
+    duplicates = sorted(name for name, count in counts.items() if count > 1)
     if duplicates:
         raise TasdsimError(f"{label}: layers: duplicate layer names {', '.join(duplicates)}")
     return Workload(path.stem, tuple(layers))
@@ -333,10 +338,9 @@ def _layer(entry: dict, params: dict[str, int], label: str, path: str) -> Layer:
             _fail(label, f"{path}.{key}", f"{channels} is not divisible by groups ({groups})")
     out = [conv_output_size(size[a], kernel[a], stride[a], padding[a], dilation[a]) for a in (0, 1)]
     if min(out) < 1:
-        _fail(
-            label, path, f"output size {out[0]}x{out[1]} is empty (in_size {size[0]}x{size[1]}, "
-            f"kernel {kernel}, stride {stride}, padding {padding}, dilation {dilation})"
-        )
+        given = {"in_size": size, "kernel": kernel, "stride": stride, "padding": padding, "dilation": dilation}
+        detail = ", ".join(f"{key} {h}x{w}" for key, (h, w) in given.items())
+        _fail(label, path, f"output size {out[0]}x{out[1]} is empty ({detail})")
     return Layer(
         name, kind, m=batch * out[0] * out[1], n=cout // groups, k=cin // groups * kernel[0] * kernel[1],
         groups=groups, weight_shape=(cout, cin // groups, kernel[0], kernel[1]),

@@ -1,0 +1,60 @@
+"""`tasdsim` command line: one sub-command per job; bad input is one line on stderr and exit 2."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from traces.errors import TasdsimError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tasdsim", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("decompose", help="split one tensor into N:M terms and report their quality")
+    p.add_argument("tensor", help="file.npy, file.npz:key or file.safetensors:name")
+    p.add_argument("--series", required=True, help='TASD series such as "2:4+1:4"')
+    p.add_argument("--axis", type=int, default=None,
+                   help="reduction axis (default: last for 2-D, input channels = 1 for 4-D)")
+    p.add_argument("--inputs", help="sample inputs (K, samples) for output_error (default: seeded Gaussian)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic sample inputs")
+    p.add_argument("--out", help="write every term's values and metadata to this .npz")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+    p = sub.add_parser("search", help="TASDER: choose the cheapest supported series per layer")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--workload", help="bundled workload name or YAML path (synthetic weights)")
+    src.add_argument("--weights", help="a model's .npz or .safetensors: every 2-D/4-D weight is a layer")
+    p.add_argument("--patterns", required=True, help='patterns the hardware supports, such as "1:4,2:4"')
+    p.add_argument("--max-terms", type=int, default=2, help="most terms in a series (default 2)")
+    p.add_argument("--quality", required=True, help='constraint such as "relative_error<=0.3" or "kept_magnitude>=0.9"')
+    p.add_argument("--operand", choices=["weights", "activations", "both"], default="weights")
+    p.add_argument("--budget", action="store_true",
+                   help="apply --quality to the MAC-weighted mean over the model instead of to each layer")
+    p.add_argument("--activations", help="sample activations: .npz/.safetensors with a (tokens, K) tensor per layer name")
+    p.add_argument("--act-sparsity", type=float, default=0.5, help="zeros in synthetic activations (default 0.5)")
+    p.add_argument("--synthetic", default="gaussian", help="synthetic weight kind for --workload (default gaussian)")
+    p.add_argument("--batch", type=int, default=None, help="workload batch size")
+    p.add_argument("--seq-len", type=int, default=None, help="tokens per sequence (workload; default 128 for --weights)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from simulator import frontend_commands
+
+    handlers = {"decompose": frontend_commands.run_decompose, "search": frontend_commands.run_search}
+    try:
+        return handlers[args.command](args)
+    except TasdsimError as err:
+        print(f"tasdsim {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"tasdsim {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
