@@ -38,14 +38,51 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seq-len", type=int, default=None, help="tokens per sequence (workload; default 128 for --weights)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object")
+
+    p = sub.add_parser("simulate", help="run layers on a simulated accelerator, cycle by cycle")
+    p.add_argument("--hw", help="hardware preset name or YAML path (with --trace: default the trace's own)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--workload", help="bundled workload name or YAML path")
+    src.add_argument("--gemm", help="one layer O[MxN] = I[MxK] . W[KxN], given as MxNxK")
+    src.add_argument("--trace", help="replay a .trace file")
+    p.add_argument("--layers", help="comma-separated layer names of the workload")
+    _add_layer_options(p)
+    p.add_argument("--out", help="directory for compute.csv, memory.csv, sparsity.csv and result.json")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+    p = sub.add_parser("trace", help="write one layer's instruction trace")
+    p.add_argument("--hw", required=True, help="hardware preset name or YAML path")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--workload", help="bundled workload name or YAML path (with --layers NAME)")
+    src.add_argument("--gemm", help="one layer given as MxNxK")
+    p.add_argument("--layers", help="the layer to trace")
+    _add_layer_options(p)
+    p.add_argument("-o", "--output", required=True, help="the .trace file to write")
     return parser
+
+
+def _add_layer_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tasd", default="none", help='none, auto (TASDER on the hardware\'s patterns) or a series "2:4+1:4"')
+    p.add_argument("--operand", choices=["weights", "activations"], default="weights",
+                   help="the operand TASD decomposes (default weights)")
+    p.add_argument("--memory", choices=["real", "ideal"], default="real",
+                   help="ideal: no memory stalls and unbounded buffers (for validation)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a hardware config key, e.g. pe_array.rows=16 (repeatable)")
+    p.add_argument("--quality", default="relative_error<=0.3", help="TASDER constraint for --tasd auto")
+    p.add_argument("--max-terms", type=int, default=2, help="most terms TASDER uses (default 2)")
+    p.add_argument("--act-sparsity", type=float, default=0.5, help="zeros in synthetic activations (--tasd auto)")
+    p.add_argument("--batch", type=int, default=None, help="workload batch size")
+    p.add_argument("--seq-len", type=int, default=None, help="workload sequence length")
+    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic tensors TASDER searches on")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from simulator import frontend_commands
+    from simulator import frontend_commands, sim_commands
 
-    handlers = {"decompose": frontend_commands.run_decompose, "search": frontend_commands.run_search}
+    handlers = {"decompose": frontend_commands.run_decompose, "search": frontend_commands.run_search,
+                "simulate": sim_commands.run_simulate, "trace": sim_commands.run_trace}
     try:
         return handlers[args.command](args)
     except TasdsimError as err:

@@ -1,0 +1,47 @@
+"""TASD accumulation path: adds each term's psums into the shared output tile.
+
+An ACC of `words` psums takes latency + ceil(words / width) cycles; ACCs run in order. The PE
+array waits on it when a term's staging slot is still being accumulated (cause "accumulator").
+"""
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any
+
+import simpy
+
+from components.sram import SramBuffer
+from components.units import Completions
+from simulator.config import AccumulatorConfig
+from traces.isa import Instr
+
+
+class Accumulator:
+    """Adder array of `width` psum words per cycle with a `latency`-cycle pipeline."""
+
+    def __init__(self, env: simpy.Environment, config: AccumulatorConfig, outputs: SramBuffer, psum_bytes: int,
+                 inbox: simpy.Store, completions: Completions) -> None:
+        self.env = env
+        self.config = config
+        self.outputs = outputs
+        self.psum_bytes = psum_bytes
+        self.completions = completions
+        self.adds = 0
+        self.busy_cycles = 0
+        self.process = env.process(self._run(inbox))
+
+    def cycles(self, words: int) -> int:
+        return self.config.latency + -(-words // self.config.width)
+
+    def _run(self, inbox: simpy.Store) -> Generator[simpy.Event, Any, None]:
+        while True:
+            ins: Instr = yield inbox.get()
+            yield from self.completions.wait(ins)
+            words = ins["words"]
+            cycles = self.cycles(words)
+            yield self.env.timeout(cycles)
+            self.busy_cycles += cycles
+            self.adds += words
+            self.outputs.read(2 * words * self.psum_bytes)
+            self.outputs.write(words * self.psum_bytes)
+            self.completions.done(ins, "accumulator")

@@ -1,0 +1,56 @@
+"""DMA engine: executes LOAD (DRAM -> buffer slot) and STORE (buffer slot -> DRAM).
+
+One in-order queue per buffer (weights, inputs, outputs), sharing the DRAM. A transfer takes the
+longer of its DRAM service time and the buffer's port time (bytes / bytes per cycle); the cause
+it leaves for a waiting PE array is "dram" or "sram" accordingly.
+"""
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any
+
+import simpy
+
+from components.dram import Dram
+from components.sram import SramBuffer
+from components.units import Completions
+from traces.isa import Instr
+
+
+class DmaEngine:
+    """DMA queues, one process per buffer."""
+
+    def __init__(self, env: simpy.Environment, dram: Dram, buffers: dict[str, SramBuffer],
+                 inboxes: dict[str, simpy.Store], completions: Completions) -> None:
+        self.env = env
+        self.dram = dram
+        self.buffers = buffers
+        self.completions = completions
+        self.busy_cycles = {name: 0 for name in inboxes}
+        self.dram_bytes = {"weights": 0, "metadata": 0, "inputs": 0, "psums_read": 0, "outputs": 0}
+        self.processes = [env.process(self._run(name, inbox)) for name, inbox in inboxes.items()]
+
+    def _run(self, name: str, inbox: simpy.Store) -> Generator[simpy.Event, Any, None]:
+        buffer = self.buffers[name]
+        while True:
+            ins: Instr = yield inbox.get()
+            yield from self.completions.wait(ins)
+            nbytes = ins["bytes"] + (ins["meta"] if ins.op == "LOAD" else 0)
+            where = f"{ins.op} {ins.id}"
+            if ins.op == "LOAD":
+                buffer.fill(ins["slot"], nbytes, where)
+                self.dram_bytes["psums_read" if name == "outputs" else name] += ins["bytes"]
+                self.dram_bytes["metadata"] += ins["meta"]
+            else:
+                self.dram_bytes["outputs"] += nbytes
+                buffer.read(nbytes)
+            now = self.env.now
+            dram_done = self.dram.schedule(ins["addr"], nbytes, ins.op == "STORE", now)
+            sram_done = now + buffer.cycles(nbytes)
+            finish = max(dram_done, sram_done)
+            if finish > now:
+                yield self.env.timeout(finish - now)
+            self.busy_cycles[name] += finish - now
+            for buf, slot in ins.free:
+                self.buffers[buf].free(slot)
+            self.completions.done(ins, "sram" if sram_done > dram_done else "dram")

@@ -1,0 +1,103 @@
+"""N:M sparse PE array: R x C MAC PEs with systolic WS or OS timing, one event per fold.
+
+WS: a fold loads R reduction rows x C columns of stationary weights and streams t input rows:
+2R + C + t - 2 cycles (partial folds pay the full R and C; SCALE-Sim's formula). OS: a fold keeps
+R x C psums stationary; the first term of a fold pays 2R + C + t - 2 and each further term of the
+same fold streams right behind it (t cycles), since all terms accumulate into the same psums.
+An N:M term streams N * ceil(K/M) compressed rows instead of K (set by the trace).
+
+Buffer ports can stretch a fold: if reading its operands or writing its psums takes longer than
+the fold, the difference is an "sram" stall. Every cycle the array is not computing is attributed
+to what it was waiting for (the cause of the dependency, the metadata decoder, or the dispatcher).
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from typing import Any
+
+import simpy
+
+from components.sram import SramBuffer
+from components.units import Completions
+from simulator.config import HwConfig
+from traces.isa import Instr
+
+
+@dataclass
+class PeArrayStats:
+    folds: int = 0
+    compute_cycles: int = 0
+    macs_issued: int = 0
+    macs_useful: int = 0
+    stall_cycles: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    end: int = 0  # cycle the last fold finished
+
+
+class PeArray:
+    """The PE array unit, fed COMPUTE instructions in order."""
+
+    def __init__(self, env: simpy.Environment, hw: HwConfig, buffers: dict[str, SramBuffer], inbox: simpy.Store,
+                 completions: Completions, decoded: dict[int, simpy.Event], idle_cause: Callable[[], str]) -> None:
+        self.env = env
+        self.hw = hw
+        self.buffers = buffers
+        self.completions = completions
+        self.decoded = decoded
+        self.idle_cause = idle_cause
+        self.stats = PeArrayStats()
+        self.process = env.process(self._run(inbox))
+
+    def fold_cycles(self, ins: Instr) -> int:
+        """Cycles of one COMPUTE with no stall."""
+        r, c, t = self.hw.pe_array.rows, self.hw.pe_array.cols, ins["t"]
+        if self.hw.pe_array.dataflow == "os" and ins["term"] > 0:
+            return t
+        return 2 * r + c + t - 2
+
+    def _port_cycles(self, ins: Instr) -> int:
+        """Cycles the buffers' ports need for this fold's operand reads and psum writes."""
+        word, psum = self.hw.word_bytes, self.hw.psum_bytes
+        rows, cols, t = ins["rows"], ins["cols"], ins["t"]
+        if self.hw.pe_array.dataflow == "ws":
+            reads = {"inputs": t * rows * word, "weights": rows * cols * word, "outputs": t * cols * psum}
+            writes = t * cols * psum
+        else:
+            reads = {"inputs": rows * t * word, "weights": t * cols * word, "outputs": 0}
+            writes = rows * cols * psum if ins["term"] == 0 else 0
+        for name, nbytes in reads.items():
+            self.buffers[name].read(nbytes)
+        self.buffers["outputs"].write(writes)
+        return max(self.buffers["inputs"].cycles(reads["inputs"]), self.buffers["weights"].cycles(reads["weights"]),
+                   self.buffers["outputs"].cycles(reads["outputs"] + writes))
+
+    def _run(self, inbox: simpy.Store) -> Generator[simpy.Event, Any, None]:
+        s = self.stats
+        while True:
+            start = self.env.now
+            get = inbox.get()
+            if not get.triggered:
+                cause = self.idle_cause()
+                yield get
+                s.stall_cycles[cause] += self.env.now - start
+            ins: Instr = get.value
+            for cause, cycles in (yield from self.completions.wait(ins)):
+                s.stall_cycles[cause] += cycles
+            decoded = self.decoded.get(ins.id)
+            if decoded is not None:
+                start = self.env.now
+                yield decoded
+                s.stall_cycles["metadata_decoder"] += self.env.now - start
+            cycles = self.fold_cycles(ins)
+            port = self._port_cycles(ins)
+            yield self.env.timeout(max(cycles, port))
+            s.compute_cycles += cycles
+            s.stall_cycles["sram"] += max(0, port - cycles)
+            s.folds += 1
+            s.macs_issued += ins["macs"]
+            s.macs_useful += ins["useful"]
+            s.end = self.env.now
+            for buf, slot in ins.free:
+                self.buffers[buf].free(slot)
+            self.completions.done(ins, "pe_array")

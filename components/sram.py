@@ -1,0 +1,57 @@
+"""SRAM buffer: capacity split into double-buffer slots, banks x ports of bank_bytes per cycle.
+
+Counts the bytes written (fills from DMA) and read (by the PE array, the accumulation path, stores)
+and the 64-bit accesses the energy model charges. Bandwidth: banks * bank_bytes * ports bytes/cycle.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from simulator.config import BufferConfig
+from traces.errors import TasdsimError
+
+
+@dataclass
+class SramStats:
+    read_bytes: int = 0
+    write_bytes: int = 0
+    peak_occupancy_bytes: int = 0
+
+
+class SramBuffer:
+    """One on-chip buffer; `ideal` gives it unbounded bandwidth and capacity (for validation)."""
+
+    def __init__(self, name: str, config: BufferConfig, slots: int, ideal: bool) -> None:
+        self.name = name
+        self.config = config
+        self.slots = slots
+        self.ideal = ideal
+        self.held = [0] * slots
+        self.stats = SramStats()
+
+    @property
+    def slot_bytes(self) -> int:
+        return self.config.size_bytes // self.slots
+
+    def cycles(self, nbytes: int) -> int:
+        """Cycles to move nbytes through the buffer's ports (0 when ideal)."""
+        return 0 if self.ideal else -(-nbytes // self.config.bytes_per_cycle)
+
+    def fill(self, slot: int, nbytes: int, where: str) -> None:
+        """A DMA load wrote nbytes into `slot`."""
+        if slot >= self.slots:
+            raise TasdsimError(f"{where}: {self.name} buffer has slots 0..{self.slots - 1}, not {slot}")
+        if not self.ideal and nbytes > self.slot_bytes:
+            raise TasdsimError(f"{where}: {nbytes} bytes do not fit a {self.name} slot of {self.slot_bytes} bytes")
+        self.held[slot] = nbytes
+        self.stats.write_bytes += nbytes
+        self.stats.peak_occupancy_bytes = max(self.stats.peak_occupancy_bytes, sum(self.held))
+
+    def read(self, nbytes: int) -> None:
+        self.stats.read_bytes += nbytes
+
+    def write(self, nbytes: int) -> None:
+        self.stats.write_bytes += nbytes
+
+    def free(self, slot: int) -> None:
+        self.held[slot] = 0

@@ -1,0 +1,41 @@
+"""TASD units: decompose activation tiles into N:M terms on the fly (TASD-A).
+
+U units work in parallel, one group each at a time, up to M cycles per group (the unit scans the
+group's M elements); a TASD of G groups takes ceil(G / U) * M cycles. They run in order and can
+stall the PE array (cause "tasd_units").
+"""
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any
+
+import simpy
+
+from components.units import Completions
+from traces.isa import Instr
+from traces.patterns import parse_pattern
+
+
+class TasdUnits:
+    """`count` TASD units."""
+
+    def __init__(self, env: simpy.Environment, count: int, inbox: simpy.Store, completions: Completions) -> None:
+        self.env = env
+        self.count = count
+        self.completions = completions
+        self.groups = 0
+        self.busy_cycles = 0
+        self.process = env.process(self._run(inbox))
+
+    def cycles(self, groups: int, m: int) -> int:
+        return -(-groups // self.count) * m
+
+    def _run(self, inbox: simpy.Store) -> Generator[simpy.Event, Any, None]:
+        while True:
+            ins: Instr = yield inbox.get()
+            yield from self.completions.wait(ins)
+            cycles = self.cycles(ins["groups"], parse_pattern(str(ins["pattern"])).m)
+            yield self.env.timeout(cycles)
+            self.busy_cycles += cycles
+            self.groups += ins["groups"]
+            self.completions.done(ins, "tasd_units")

@@ -1,0 +1,51 @@
+"""What every instruction-executing unit shares: an inbox port, completion events, stall causes.
+
+A unit takes instructions in order from its inbox (a SimPy Store filled by the dispatcher), waits
+for the instructions they depend on, does its work and marks them done in the shared `Completions`
+port. The cause recorded per instruction is what the PE array reports when it waits on it.
+"""
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any
+
+import simpy
+
+from traces.isa import Instr
+
+
+class Completions:
+    """Done events by instruction id, and the stall cause of each finished instruction."""
+
+    def __init__(self, env: simpy.Environment) -> None:
+        self.env = env
+        self.events: dict[int, simpy.Event] = {}
+        self.cause: dict[int, str] = {}
+        self.finished = 0
+        self.last_cause = "dram"  # cause of the instruction that finished last
+
+    def open(self, ins: Instr) -> None:
+        self.events[ins.id] = self.env.event()
+
+    def done(self, ins: Instr, cause: str) -> None:
+        self.cause[ins.id] = cause
+        self.last_cause = cause
+        self.finished += 1
+        self.events.pop(ins.id).succeed()
+
+    def wait(self, ins: Instr) -> Generator[simpy.Event, Any, list[tuple[str, int]]]:
+        """Wait for every dependency; returns (cause, cycles waited) per dependency that held it."""
+        waited = []
+        for dep in ins.deps:
+            event = self.events.get(dep)
+            if event is not None:
+                start = self.env.now
+                yield event
+                if self.env.now > start:
+                    waited.append((self.cause.get(dep, "dram"), self.env.now - start))
+        return waited
+
+    def forget(self, below: int) -> None:
+        """Drop the causes of instructions that no later one can name (ids < below)."""
+        for key in [k for k in self.cause if k < below]:
+            del self.cause[key]

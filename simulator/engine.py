@@ -1,0 +1,91 @@
+"""Wires the units into an accelerator and runs one layer's instruction stream on it.
+
+The dispatcher streams instructions into the units' inboxes (bounded SimPy Stores, so a huge
+layer never sits in memory whole): LOAD/STORE to the DMA queue of their buffer, TASD to the TASD
+units, COMPUTE to the metadata decoder and the PE array, ACC to the accumulation path. Units run
+each inbox in order and synchronise only through the dependencies the trace names.
+"""
+from __future__ import annotations
+
+from collections.abc import Generator, Iterable
+from typing import Any
+
+import simpy
+
+from components.accumulator import Accumulator
+from components.dma import DmaEngine
+from components.dram import Dram, load_dram_preset
+from components.metadata_decoder import MetadataDecoder
+from components.pe_array import PeArray
+from components.sram import SramBuffer
+from components.tasd_unit import TasdUnits
+from components.units import Completions
+from simulator.config import HwConfig
+from simulator.stats import LayerStats, collect
+from traces.errors import TasdsimError
+from traces.isa import BUFFERS, Instr
+
+QUEUE_DEPTH = 256  # instructions buffered per unit inbox
+SLOTS = {"weights": 2, "inputs": 2, "outputs": 4}  # double buffering; outputs 2-3 stage TASD psums
+
+
+class Accelerator:
+    """One accelerator instance for one layer run."""
+
+    def __init__(self, hw: HwConfig, ideal_memory: bool, where: str = "") -> None:
+        self.hw = hw
+        self.env = env = simpy.Environment()
+        timing = load_dram_preset(hw.dram.preset).with_channels(hw.dram.channels)
+        self.dram = Dram(env, timing, hw.clock_ghz, ideal=ideal_memory)
+        self.buffers = {name: SramBuffer(name, getattr(hw.buffers, name), SLOTS[name], ideal_memory)
+                        for name in BUFFERS}
+        self.completions = Completions(env)
+        self.inboxes = {name: simpy.Store(env, QUEUE_DEPTH)
+                        for name in ("weights", "inputs", "outputs", "tasd", "decoder", "array", "acc")}
+        self.decoded: dict[int, simpy.Event] = {}
+        self.blocked_on = "dram"
+        self.dma = DmaEngine(env, self.dram, self.buffers, {b: self.inboxes[b] for b in BUFFERS}, self.completions)
+        self.decoder = MetadataDecoder(env, hw, self.inboxes["decoder"], self.decoded, where)
+        self.array = PeArray(env, hw, self.buffers, self.inboxes["array"], self.completions, self.decoded,
+                             lambda: self.blocked_on)
+        self.accumulator = Accumulator(env, hw.accumulator, self.buffers["outputs"], hw.psum_bytes,
+                                       self.inboxes["acc"], self.completions)
+        self.tasd_units = TasdUnits(env, max(hw.tasd_units.count, 1), self.inboxes["tasd"], self.completions)
+        self.dispatched = 0
+
+    def _route(self, ins: Instr) -> str:
+        if ins.op in ("LOAD", "STORE"):
+            return str(ins["buf"])
+        return {"TASD": "tasd", "COMPUTE": "array", "ACC": "acc"}[ins.op]
+
+    def _dispatch(self, instrs: Iterable[Instr]) -> Generator[simpy.Event, Any, None]:
+        last_weight_load: dict[int, int] = {}
+        for ins in instrs:
+            self.completions.open(ins)
+            self.dispatched += 1
+            if ins.op == "LOAD" and ins["buf"] == "weights":
+                last_weight_load[ins["slot"]] = ins.id
+            if ins.op == "COMPUTE" and self.decoder.check(ins).metadata_bits:
+                self.decoded[ins.id] = self.env.event()
+                load = self.completions.events.get(last_weight_load.get(ins["w"], -1))
+                yield from self._put("decoder", (ins, load))
+            yield from self._put(self._route(ins), ins)
+            if ins.id % 4096 == 0:
+                self.completions.forget(ins.id - 4 * QUEUE_DEPTH * len(self.inboxes))
+
+    def _put(self, name: str, item: Any) -> Generator[simpy.Event, Any, None]:
+        put = self.inboxes[name].put(item)
+        if not put.triggered:
+            self.blocked_on = {"weights": "dram", "inputs": "dram", "outputs": "dram", "tasd": "tasd_units",
+                               "decoder": "metadata_decoder", "array": "dram", "acc": "accumulator"}[name]
+            yield put
+
+    def run(self, instrs: Iterable[Instr], name: str, where: str) -> LayerStats:
+        """Run the instructions to completion and collect the layer's statistics."""
+        self.env.process(self._dispatch(instrs))
+        self.env.run()
+        if self.completions.finished != self.dispatched:
+            waiting = sorted(self.completions.events)[:5]
+            raise TasdsimError(f"{where}simulation stopped making progress: {self.dispatched - self.completions.finished}"
+                               f" instructions never finished (first waiting ids: {waiting}); check their deps")
+        return collect(name, self)

@@ -1,0 +1,92 @@
+"""Running layers: choose each layer's series, generate its trace (or read one) and simulate it."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from simulator.config import HwConfig, hw_from_dict
+from simulator.engine import Accelerator
+from simulator.stats import LayerStats
+from traces import layer_tensors
+from traces.errors import TasdsimError
+from traces.generate import Tiling, generate, plan
+from traces.patterns import DENSE, Series, parse_series
+from traces.search import Constraint, candidate_series, choose
+from traces.decompose import normalize_axis
+from traces.metrics import reduction_size
+from traces.trace_file import TraceHeader, TraceReader
+from traces.workloads import Layer
+
+DENSE_SERIES = Series((DENSE,))
+
+
+@dataclass(frozen=True)
+class LayerSeries:
+    """The series each operand of a layer runs with."""
+
+    weights: Series = DENSE_SERIES
+    activations: Series = DENSE_SERIES
+
+    def as_dict(self) -> dict[str, str]:
+        return {"weights": str(self.weights), "activations": str(self.activations)}
+
+
+def sparse_patterns(hw: HwConfig) -> tuple:
+    return tuple(p for p in hw.pe_array.patterns if p.n != p.m)
+
+
+def choose_series(layer: Layer, hw: HwConfig, tasd: str, operand: str, constraint: Constraint, max_terms: int,
+                  seed: int, act_sparsity: float) -> LayerSeries:
+    """`none`: dense; a series: that series on `operand`; `auto`: TASDER over the hardware's patterns
+    on the layer's seeded synthetic tensors."""
+    if tasd == "none":
+        return LayerSeries()
+    if tasd == "auto":
+        patterns = sparse_patterns(hw)
+        if not patterns or (operand == "weights" and layer.weight_shape is None):
+            return LayerSeries()
+        if operand == "weights":
+            tensor, axis = layer_tensors.synthetic_weights(layer, seed), None
+        else:
+            tensor, axis = layer_tensors.synthetic_activations(layer, seed, act_sparsity), 1
+        samples = layer_tensors.sample_inputs(reduction_size(tensor.shape, normalize_axis(tensor.shape, axis)), seed)
+        series = choose(layer.name, operand, layer.macs, tensor, candidate_series(patterns, max_terms), constraint,
+                        samples, axis).series
+    else:
+        series = parse_series(tasd)
+    return LayerSeries(weights=series) if operand == "weights" else LayerSeries(activations=series)
+
+
+def simulate_layer(layer: Layer, hw: HwConfig, series: LayerSeries, ideal_memory: bool) -> LayerStats:
+    """Generate the layer's trace and run it, streamed."""
+    tiling = plan(layer, hw, series.weights, series.activations, unbounded=ideal_memory)
+    acc = Accelerator(hw, ideal_memory)
+    stats = acc.run(generate(layer, hw, series.weights, series.activations, tiling), layer.name, "")
+    stats.series, stats.tiling = series.as_dict(), tiling.as_dict()
+    return stats
+
+
+def layer_from_header(header: dict, path: str) -> Layer:
+    try:
+        return Layer(**{k: tuple(v) if k == "weight_shape" and v is not None else v for k, v in header.items()})
+    except TypeError as err:
+        raise TasdsimError(f"{path}: header layer: {err}") from None
+
+
+def simulate_trace(path: str, ideal_memory: bool, overrides: HwConfig | None = None) -> tuple[HwConfig, LayerStats]:
+    """Replay a .trace file on the hardware its header names (or `overrides`)."""
+    with TraceReader(path) as reader:
+        hw = overrides or hw_from_dict(reader.header.hardware, f"{path}: header hardware")
+        layer = layer_from_header(reader.header.layer, path)
+        acc = Accelerator(hw, ideal_memory, where=f"{path}: ")
+        stats = acc.run(reader.instructions(), layer.name, f"{path}: ")
+        stats.series = dict(reader.header.series)
+        stats.tiling = dict(reader.header.tiling)
+    return hw, stats
+
+
+def trace_header(layer: Layer, hw: HwConfig, series: LayerSeries, tiling: Tiling, ideal_memory: bool) -> TraceHeader:
+    """The header a generated trace carries: enough to replay it exactly."""
+    layer_dict = {"name": layer.name, "kind": layer.kind, "m": layer.m, "n": layer.n, "k": layer.k,
+                  "groups": layer.groups,
+                  "weight_shape": list(layer.weight_shape) if layer.weight_shape else None}
+    return TraceHeader(hw.as_dict(), layer_dict, series.as_dict(), {**tiling.as_dict(), "ideal_memory": ideal_memory})

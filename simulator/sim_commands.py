@@ -1,0 +1,126 @@
+"""The simulator commands: `tasdsim simulate` and `tasdsim trace`."""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+
+from simulator.config import HwConfig, load_hw
+from simulator.output import print_json, print_table
+from simulator.run import LayerSeries, choose_series, simulate_layer, simulate_trace, trace_header
+from simulator.stats import STALL_CAUSES, LayerStats, total
+from traces.errors import TasdsimError
+from traces.generate import generate, plan
+from traces.search import parse_constraint
+from traces.trace_file import write_trace
+from traces.workloads import Layer, gemm_layer, load_workload
+
+
+def _layers(args: argparse.Namespace) -> list[Layer]:
+    if args.gemm:
+        return [gemm_layer(args.gemm)]
+    workload = load_workload(args.workload, batch=args.batch, seq_len=args.seq_len)
+    if args.layers:
+        workload = workload.select([n.strip() for n in args.layers.split(",") if n.strip()])
+    return list(workload.layers)
+
+
+def _series(args: argparse.Namespace, layer: Layer, hw: HwConfig) -> LayerSeries:
+    return choose_series(layer, hw, args.tasd, args.operand, parse_constraint(args.quality), args.max_terms,
+                         args.seed, args.act_sparsity)
+
+
+def run_simulate(args: argparse.Namespace) -> int:
+    """Simulate a workload, a GEMM or a trace file; print a table or JSON; write reports with --out."""
+    ideal = args.memory == "ideal"
+    if args.trace:
+        hw, stats = simulate_trace(args.trace, ideal, load_hw(args.hw, args.set) if args.hw else None)
+        layers = [stats]
+    else:
+        if not args.hw:
+            raise TasdsimError("--hw is required with --workload or --gemm")
+        hw = load_hw(args.hw, args.set)
+        layers = [simulate_layer(layer, hw, _series(args, layer, hw), ideal) for layer in _layers(args)]
+    pes = hw.pe_array.rows * hw.pe_array.cols
+    result = {"hardware": hw.as_dict(), "memory": args.memory,
+              "layers": [s.as_dict() for s in layers], "total": total(layers, pes)}
+    if args.out:
+        write_reports(args.out, layers, result)
+    if args.json:
+        print_json(result)
+        return 0
+    rows = [[s.name, s.series["weights"], s.series["activations"], s.cycles, s.compute_cycles,
+             sum(s.stall_cycles.values()), f"{s.utilization:.3f}", s.dram_bytes["read"], s.dram_bytes["write"]]
+            for s in layers]
+    t = result["total"]
+    rows.append(["total", "", "", t["cycles"], t["compute_cycles"], sum(t["stall_cycles"].values()),
+                 f"{t['utilization']:.3f}", t["dram_bytes"]["read"], t["dram_bytes"]["write"]])
+    print(f"hardware {hw.name}: {hw.pe_array.rows}x{hw.pe_array.cols} {hw.pe_array.dataflow}, "
+          f"{hw.dram.preset} x{hw.dram.channels}, memory {args.memory}")
+    print_table(["layer", "weights", "activations", "cycles", "compute", "stalls", "util", "dram_read", "dram_write"],
+                rows)
+    stalls = ", ".join(f"{k} {v}" for k, v in t["stall_cycles"].items() if v)
+    print(f"stall cycles by cause: {stalls or 'none'}")
+    if args.out:
+        print(f"reports written to {args.out}")
+    return 0
+
+
+def write_reports(out: str, layers: list[LayerStats], result: dict) -> None:
+    """One CSV per concern keyed by layer (compute, memory, sparsity) and the JSON."""
+    try:
+        os.makedirs(out, exist_ok=True)
+        _csv(os.path.join(out, "compute.csv"),
+             ["layer", "cycles", "compute_cycles", *[f"stall_{c}" for c in STALL_CAUSES], "utilization",
+              "macs_issued", "macs_useful", "folds"],
+             [[s.name, s.cycles, s.compute_cycles, *[s.stall_cycles.get(c, 0) for c in STALL_CAUSES],
+               f"{s.utilization:.6f}", s.macs_issued, s.macs_useful, s.folds] for s in layers])
+        _csv(os.path.join(out, "memory.csv"),
+             ["layer", "dram_read_bytes", "dram_write_bytes", "weights_bytes", "metadata_bytes", "inputs_bytes",
+              "outputs_bytes", "row_hits", "row_misses", "row_conflicts",
+              *[f"sram_{b}_{d}_bytes" for b in ("weights", "inputs", "outputs") for d in ("read", "write")]],
+             [[s.name, s.dram_bytes["read"], s.dram_bytes["write"], s.dram_bytes["weights"], s.dram_bytes["metadata"],
+               s.dram_bytes["inputs"], s.dram_bytes["outputs"], s.dram_rows["hits"], s.dram_rows["misses"],
+               s.dram_rows["conflicts"],
+               *[s.sram_bytes[b][d] for b in ("weights", "inputs", "outputs") for d in ("read", "write")]]
+              for s in layers])
+        _csv(os.path.join(out, "sparsity.csv"),
+             ["layer", "weights_series", "activations_series", "metadata_bytes", "macs_issued", "macs_useful",
+              "decoder_folds", "accumulator_adds", "tasd_groups"],
+             [[s.name, s.series["weights"], s.series["activations"], s.dram_bytes["metadata"], s.macs_issued,
+               s.macs_useful, s.actions["metadata_decoder"]["folds"], s.actions["accumulator"]["adds"],
+               s.actions["tasd_units"]["groups"]] for s in layers])
+        with open(os.path.join(out, "result.json"), "w", encoding="utf-8") as f:
+            json.dump(result, f, indent=2)
+            f.write("\n")
+    except OSError as err:
+        raise TasdsimError(f"{out}: cannot write reports: {err.strerror or err}") from None
+
+
+def _csv(path: str, header: list[str], rows: list[list]) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+def run_trace(args: argparse.Namespace) -> int:
+    """Generate one layer's trace and write it to a .trace file."""
+    hw = load_hw(args.hw, args.set)
+    layers = _layers(args)
+    if len(layers) != 1:
+        raise TasdsimError(f"trace writes one layer: give --layers NAME (the workload has {len(layers)} layers)")
+    layer = layers[0]
+    ideal = args.memory == "ideal"
+    series = _series(args, layer, hw)
+    tiling = plan(layer, hw, series.weights, series.activations, unbounded=ideal)
+    try:
+        with open(args.output, "w", encoding="utf-8") as f:
+            count = write_trace(f, trace_header(layer, hw, series, tiling, ideal),
+                                generate(layer, hw, series.weights, series.activations, tiling))
+    except OSError as err:
+        raise TasdsimError(f"{args.output}: cannot write trace: {err.strerror or err}") from None
+    print(f"{args.output}: {count} instructions for layer {layer.name} on {hw.name} "
+          f"(weights {series.weights}, activations {series.activations})")
+    return 0

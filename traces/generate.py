@@ -1,0 +1,266 @@
+"""Trace generation: layer + hardware + TASD series -> tiling -> instructions, streamed.
+
+Tiling policy (documented, deterministic):
+- WS (weight stationary). A fold holds R rows of the reduction (compressed rows of the sparse
+  term) and C columns of N. Output tiles are T rows of M by C columns; T is the largest row count
+  whose input tile (T x K words) fits half the input buffer and whose psum tile (T x C psums) fits
+  half the output buffer (two slots each: double buffering). Loop order, outer to inner: group,
+  column tile, row block, term, fold. Each fold streams the block's T rows:
+  2R + C + T - 2 cycles (partial folds pay the full R and C). With unbounded buffers
+  (`--memory ideal`) T = M, so a dense layer takes ceil(K/R) * ceil(N/C) * (2R + C + M - 2).
+- OS (output stationary). A fold holds R rows of M by C columns of N as psums in the PEs; the
+  terms stream through one after another, so a fold costs 2R + C + sum(depth_i) - 2. Input
+  (R x K) and weight (K x C) tiles must each fit half their buffer.
+- Terms of one output tile run back to back into the same psums. On WS with several terms each
+  term's psums go through the TASD accumulation path (ACC) into the output tile.
+- Weight terms are loaded compressed (values + metadata); activation terms are loaded dense and
+  decomposed on the fly by the TASD units (TASD), and the stationary weights of a fold are then the
+  dense K rows its groups cover.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+
+from simulator.config import HwConfig
+from traces.errors import TasdsimError
+from traces.isa import Instr
+from traces.patterns import Pattern, Series
+from traces.workloads import Layer
+
+WEIGHTS_BASE = 0
+INPUTS_BASE = 1 << 40
+OUTPUTS_BASE = 2 << 40
+
+
+@dataclass(frozen=True)
+class Tiling:
+    """The generator's tiling decisions for one layer."""
+
+    dataflow: str
+    sparse_operand: str  # "weights" or "activations"
+    block_rows: int  # WS: T rows of M per output tile; OS: R
+    row_blocks: int
+    col_tiles: int
+    folds: int  # COMPUTE instructions
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def useful_depth(p: Pattern, k: int) -> int:
+    """Compressed rows of a term that hold real (not padded) slots: N*(K//M) + min(N, K%M)."""
+    return p.n * (k // p.m) + min(p.n, k % p.m)
+
+
+def _check_patterns(hw: HwConfig, series: Series, operand: str) -> None:
+    for p in series.terms:
+        if not hw.supports(p):
+            supported = ", ".join(str(q) for q in hw.pe_array.patterns)
+            raise TasdsimError(f"{operand} series {series}: pattern {p} is not supported by hardware "
+                               f"{hw.name} (supports {supported})")
+
+
+def plan(layer: Layer, hw: HwConfig, weights: Series, activations: Series, unbounded: bool) -> Tiling:
+    """Choose the tiling (see the module docstring); errors when a tile cannot fit its buffer."""
+    _check_patterns(hw, weights, "weights")
+    _check_patterns(hw, activations, "activations")
+    if not weights.is_dense and not activations.is_dense:
+        raise TasdsimError("TASD on both operands at once is not modelled: choose weights or activations")
+    sparse_operand = "activations" if not activations.is_dense else "weights"
+    if sparse_operand == "activations" and hw.tasd_units.count == 0:
+        raise TasdsimError(f"activation series {activations} needs TASD units; hardware {hw.name} has none")
+    series = activations if sparse_operand == "activations" else weights
+    r, c = hw.pe_array.rows, hw.pe_array.cols
+    col_tiles = -(-layer.n // c)
+    half_in = hw.buffers.inputs.size_bytes // 2
+    half_out = hw.buffers.outputs.size_bytes // 2
+    half_w = hw.buffers.weights.size_bytes // 2
+    if hw.pe_array.dataflow == "ws":
+        if unbounded:
+            t = layer.m
+        else:
+            t = min(layer.m, half_in // (layer.k * hw.word_bytes), half_out // (c * hw.psum_bytes))
+            if t < 1:
+                raise TasdsimError(f"layer {layer.name}: one row of inputs ({layer.k} words) or psums does not "
+                                   f"fit half the input/output buffer of {hw.name}")
+            widest = max(_dense_rows_covered(p, layer.k, 0, min(r, p.depth(layer.k))) for p in series.terms)
+            tile_rows = widest if sparse_operand == "activations" else r
+            if not _fits(weight_tile_bytes(tile_rows, c, hw, weights), half_w):
+                raise TasdsimError(f"layer {layer.name}: a weight tile does not fit half the weight buffer of {hw.name}")
+        row_blocks = -(-layer.m // t)
+        folds = sum(-(-p.depth(layer.k) // r) for p in series.terms) * col_tiles * row_blocks * layer.groups
+        return Tiling("ws", sparse_operand, t, row_blocks, col_tiles, folds)
+    row_blocks = -(-layer.m // r)
+    if not unbounded:
+        if r * layer.k * hw.word_bytes > half_in or not _fits(_os_weight_bytes(layer.k, c, hw, series, sparse_operand),
+                                                               half_w):
+            raise TasdsimError(f"layer {layer.name}: OS tiles of K={layer.k} do not fit half the input/weight "
+                               f"buffers of {hw.name}; K-blocking is not modelled")
+    folds = len(series.terms) * row_blocks * col_tiles * layer.groups
+    return Tiling("os", sparse_operand, r, row_blocks, col_tiles, folds)
+
+
+def _dense_rows_covered(p: Pattern, k: int, first: int, rows: int) -> int:
+    """Dense K rows covered by compressed rows [first, first + rows) of an activation term."""
+    g0, g1 = first // p.n, -(-(first + rows) // p.n)
+    return min(k, g1 * p.m) - g0 * p.m
+
+
+def _fits(nbytes: tuple[int, int], capacity: int) -> bool:
+    return sum(nbytes) <= capacity
+
+
+def weight_tile_bytes(rows: int, cols: int, hw: HwConfig, weights: Series, term: int = 0) -> tuple[int, int]:
+    """(value bytes, metadata bytes) of a weight tile of rows x cols words of term `term`."""
+    p = weights.terms[term]
+    return rows * cols * hw.word_bytes, -(-rows * cols * p.metadata_bits // 8)
+
+
+def _os_weight_bytes(k: int, cols: int, hw: HwConfig, series: Series, sparse_operand: str) -> tuple[int, int]:
+    if sparse_operand == "activations":
+        return k * cols * hw.word_bytes, 0
+    values = sum(p.depth(k) for p in series.terms) * cols * hw.word_bytes
+    meta = sum(-(-p.depth(k) * cols * p.metadata_bits // 8) for p in series.terms)
+    return values, meta
+
+
+class _Emitter:
+    """Numbers instructions and tracks which instruction last freed each buffer slot."""
+
+    def __init__(self) -> None:
+        self.next_id = 0
+        self.freed_by: dict[tuple[str, int], int] = {}
+
+    def emit(self, op: str, fields: dict, deps: list[int], free: tuple = ()) -> Instr:
+        ins = Instr(self.next_id, op, fields, tuple(sorted(set(deps))), tuple(free))
+        self.next_id += 1
+        for slot in free:
+            self.freed_by[slot] = ins.id
+        return ins
+
+    def after_free(self, buf: str, slot: int) -> list[int]:
+        """The dependency a new writer of (buf, slot) needs: the last instruction that freed it."""
+        last = self.freed_by.get((buf, slot))
+        return [] if last is None else [last]
+
+
+def generate(layer: Layer, hw: HwConfig, weights: Series, activations: Series, tiling: Tiling) -> Iterator[Instr]:
+    """The layer's instructions, streamed (see the module docstring for the loop order)."""
+    if tiling.dataflow == "ws":
+        return _generate_ws(layer, hw, weights, activations, tiling)
+    return _generate_os(layer, hw, weights, activations, tiling)
+
+
+def _generate_ws(layer: Layer, hw: HwConfig, weights: Series, activations: Series, tiling: Tiling) -> Iterator[Instr]:
+    e = _Emitter()
+    r, c, word, psum = hw.pe_array.rows, hw.pe_array.cols, hw.word_bytes, hw.psum_bytes
+    act_sparse = tiling.sparse_operand == "activations"
+    series = activations if act_sparse else weights
+    multi_term = len(series.terms) > 1
+    tile, fold_count, term_count = 0, 0, 0
+    for g in range(layer.groups):
+        for ct in range(tiling.col_tiles):
+            cols = min(c, layer.n - ct * c)
+            for rb in range(tiling.row_blocks):
+                t = min(tiling.block_rows, layer.m - rb * tiling.block_rows)
+                slot = tile % 2
+                load_in = e.emit("LOAD", {"buf": "inputs", "slot": slot, "bytes": t * layer.k * word, "meta": 0,
+                                          "addr": INPUTS_BASE + (g * layer.m + rb * tiling.block_rows) * layer.k * word},
+                                 e.after_free("inputs", slot))
+                yield load_in
+                out_wait = e.after_free("outputs", slot)
+                last_compute = None
+                accs = []
+                for i, p in enumerate(series.terms):
+                    source = load_in.id
+                    if act_sparse:
+                        tasd = e.emit("TASD", {"slot": slot, "term": i, "pattern": str(p),
+                                               "groups": t * p.groups(layer.k)}, [load_in.id])
+                        yield tasd
+                        source = tasd.id
+                    depth, useful = p.depth(layer.k), useful_depth(p, layer.k)
+                    stage = term_count % 2
+                    stage_wait = e.after_free("outputs", 2 + stage) if multi_term else []
+                    term_count += 1
+                    for f in range(-(-depth // r)):
+                        rows = min(r, depth - f * r)
+                        wslot = fold_count % 2
+                        fold_count += 1
+                        if act_sparse:
+                            values, meta = _dense_rows_covered(p, layer.k, f * r, rows) * cols * word, 0
+                        else:
+                            values, meta = weight_tile_bytes(rows, cols, hw, weights, i)
+                        addr = WEIGHTS_BASE + ((g * len(series.terms) + i) * tiling.col_tiles + ct) * r * c * word * (
+                            -(-depth // r)) + f * r * c * word
+                        load_w = e.emit("LOAD", {"buf": "weights", "slot": wslot, "bytes": values, "meta": meta,
+                                                 "addr": addr}, e.after_free("weights", wslot))
+                        yield load_w
+                        useful_rows = min(rows, max(0, useful - f * r))
+                        last_term_fold = f == -(-depth // r) - 1
+                        free = [("weights", wslot)]
+                        if last_term_fold and i == len(series.terms) - 1:
+                            free.append(("inputs", slot))
+                        last_compute = e.emit(
+                            "COMPUTE", {"w": wslot, "i": slot, "o": slot, "term": i, "pattern": str(p), "rows": rows,
+                                        "cols": cols, "t": t, "macs": rows * cols * t,
+                                        "useful": useful_rows * cols * t},
+                            [load_w.id, source] + out_wait + stage_wait, free)
+                        yield last_compute
+                        out_wait = stage_wait = []
+                    if multi_term:
+                        acc = e.emit("ACC", {"slot": 2 + stage, "words": t * cols}, [last_compute.id],
+                                     [("outputs", 2 + stage)])
+                        accs.append(acc.id)
+                        yield acc
+                yield e.emit("STORE", {"buf": "outputs", "slot": slot, "bytes": t * cols * psum,
+                                       "addr": OUTPUTS_BASE + ((g * tiling.col_tiles + ct) * layer.m
+                                                               + rb * tiling.block_rows) * c * psum},
+                             [last_compute.id] + accs, [("outputs", slot)])
+                tile += 1
+
+
+def _generate_os(layer: Layer, hw: HwConfig, weights: Series, activations: Series, tiling: Tiling) -> Iterator[Instr]:
+    e = _Emitter()
+    r, c, word, psum = hw.pe_array.rows, hw.pe_array.cols, hw.word_bytes, hw.psum_bytes
+    act_sparse = tiling.sparse_operand == "activations"
+    series = activations if act_sparse else weights
+    tile = 0
+    for g in range(layer.groups):
+        for rb in range(tiling.row_blocks):
+            rows = min(r, layer.m - rb * r)
+            for ct in range(tiling.col_tiles):
+                cols = min(c, layer.n - ct * c)
+                slot = tile % 2
+                load_in = e.emit("LOAD", {"buf": "inputs", "slot": slot, "bytes": rows * layer.k * word, "meta": 0,
+                                          "addr": INPUTS_BASE + (g * layer.m + rb * r) * layer.k * word},
+                                 e.after_free("inputs", slot))
+                yield load_in
+                values, meta = _os_weight_bytes(layer.k, cols, hw, series, tiling.sparse_operand)
+                load_w = e.emit("LOAD", {"buf": "weights", "slot": slot, "bytes": values, "meta": meta,
+                                         "addr": WEIGHTS_BASE + (g * tiling.col_tiles + ct) * layer.k * c * word},
+                                e.after_free("weights", slot))
+                yield load_w
+                deps = e.after_free("outputs", slot)
+                last = None
+                for i, p in enumerate(series.terms):
+                    source = load_in.id
+                    if act_sparse:
+                        tasd = e.emit("TASD", {"slot": slot, "term": i, "pattern": str(p),
+                                               "groups": rows * p.groups(layer.k)}, [load_in.id])
+                        yield tasd
+                        source = tasd.id
+                    depth = p.depth(layer.k)
+                    useful = useful_depth(p, layer.k)
+                    free = [("weights", slot), ("inputs", slot)] if i == len(series.terms) - 1 else []
+                    last = e.emit("COMPUTE", {"w": slot, "i": slot, "o": slot, "term": i, "pattern": str(p),
+                                              "rows": rows, "cols": cols, "t": depth, "macs": rows * cols * depth,
+                                              "useful": rows * cols * useful},
+                                  [load_w.id, source] + deps, free)
+                    deps = []
+                    yield last
+                yield e.emit("STORE", {"buf": "outputs", "slot": slot, "bytes": rows * cols * psum,
+                                       "addr": OUTPUTS_BASE + ((g * tiling.row_blocks + rb) * tiling.col_tiles + ct)
+                                       * r * c * psum},
+                             [last.id], [("outputs", slot)])
+                tile += 1
