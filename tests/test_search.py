@@ -185,53 +185,62 @@ def test_candidate_series_max_terms_error():
 
 
 TENSORS = {
-    "gauss": lambda: np.random.default_rng(0).standard_normal((12, 32)).astype(np.float32),
-    "laplace": lambda: np.random.default_rng(1).laplace(size=(8, 40)).astype(np.float16),
-    "pruned": lambda: np.where(np.random.default_rng(2).random((10, 24)) < 0.6, 0,
-                               np.random.default_rng(3).standard_normal((10, 24))).astype(np.float32),
+    "gauss": lambda: np.random.default_rng(0).standard_normal((8, 32)).astype(np.float32),
+    "pruned": lambda: np.where(np.random.default_rng(2).random((8, 24)) < 0.6, 0,
+                               np.random.default_rng(3).standard_normal((8, 24))).astype(np.float16),
     "nm24": lambda: nm_sparse((8, 32), 2, 4, seed=4),
     "conv": lambda: np.random.default_rng(5).standard_normal((4, 8, 3, 3)).astype(np.float32),
     "int8": lambda: np.random.default_rng(6).integers(-128, 128, size=(6, 24)).astype(np.int8),
 }
 
 
+def thresholds(values, metric):
+    """Thresholds that make different candidates the answer, and one that none meets."""
+    v = sorted(set(values))
+    picks = [v[0], v[len(v) // 2], v[-1]]
+    if metric == "kept_magnitude":
+        return picks + [min(1.0, v[-1] + 1e-3) if v[-1] < 1 else 1.0 + 1e-9]
+    return picks + [max(0.0, v[0] - 1e-3) if v[0] > 0 else -1e-9]
+
+
 @pytest.mark.parametrize("name", list(TENSORS))
-@pytest.mark.parametrize("patterns, max_terms", [(M4, 2), (M8, 3), ("1:4,2:4,1:8", 2)])
-@pytest.mark.parametrize("quality", ["relative_error<=0.05", "relative_error<=0.3", "relative_error<=0.5",
-                                     "kept_magnitude>=0.8", "kept_magnitude>=0.95", "output_error<=0.25"])
-def test_choose_is_the_cheapest_meeting_the_threshold(name, patterns, max_terms, quality):
+@pytest.mark.parametrize("patterns, max_terms", [(M4, 2), (M8, 3)])
+@pytest.mark.parametrize("metric", ["relative_error", "kept_magnitude", "output_error"])
+def test_choose_is_the_cheapest_meeting_the_threshold(name, patterns, max_terms, metric):
     a = TENSORS[name]()
     axis = 1
-    constraint = parse_constraint(quality)
     cands = candidate_series(parse_pattern_set(patterns), max_terms)
     k = int(np.prod(a.shape[1:])) if a.ndim == 4 else a.shape[1]
     b = np.random.default_rng(9).standard_normal((k, 16))
-    choice = choose(name, "weights", 1000, a, cands, constraint, b, axis)
-    values = {str(s): ref_metric(a, str(s), axis, constraint.metric, b) for s in cands}
-    meets = [s for s in cands if constraint.holds(values[str(s)])]
-    assert choice.name == name and choice.operand == "weights" and choice.macs == 1000
-    if not meets:
-        assert choice.fallback
-        assert choice.series.is_dense
-        return
-    assert not choice.fallback
-    chosen = str(choice.series)
-    assert chosen == str(meets[0])
-    assert choice.metric_value == pytest.approx(values[chosen], rel=1e-9, abs=1e-12)
-    assert constraint.holds(values[chosen])
-    # every strictly cheaper candidate fails the threshold
-    for s in cands:
-        if s.compute_density < choice.series.compute_density - 1e-12:
-            assert not constraint.holds(values[str(s)]), str(s)
-    # the candidates tried are a prefix of the list, in order, with their values
-    assert [str(s) for s, _ in choice.tried] == [str(s) for s in cands[: len(choice.tried)]]
-    assert str(choice.tried[-1][0]) == chosen
-    for s, v in choice.tried:
-        assert v == pytest.approx(values[str(s)], rel=1e-9, abs=1e-12)
+    values = {str(s): ref_metric(a, str(s), axis, metric, b) for s in cands}
+    op = ">=" if metric == "kept_magnitude" else "<="
+    for threshold in thresholds(list(values.values()), metric):
+        constraint = Constraint(metric, op, threshold)
+        choice = choose(name, "weights", 1000, a, cands, constraint, b, axis)
+        meets = [s for s in cands if constraint.holds(values[str(s)])]
+        assert choice.name == name and choice.operand == "weights" and choice.macs == 1000
+        if not meets:
+            assert choice.fallback
+            assert choice.series.is_dense
+            assert len(choice.tried) == len(cands)
+            continue
+        assert not choice.fallback
+        chosen = str(choice.series)
+        assert chosen == str(meets[0])
+        assert choice.metric_value == pytest.approx(values[chosen], rel=1e-9, abs=1e-12)
+        # every strictly cheaper candidate fails the threshold (by the independent reference)
+        for s in cands:
+            if s.compute_density < choice.series.compute_density - 1e-12:
+                assert not constraint.holds(values[str(s)]), str(s)
+        # the candidates tried are a prefix of the list, in order, with their values
+        assert [str(s) for s, _ in choice.tried] == [str(s) for s in cands[: len(choice.tried)]]
+        assert str(choice.tried[-1][0]) == chosen
+        for s, v in choice.tried:
+            assert v == pytest.approx(values[str(s)], rel=1e-9, abs=1e-12)
 
 
-@given(st.integers(0, 2 ** 20), st.floats(0.0, 0.7), st.sampled_from([M4, M8]), st.integers(1, 3))
-@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2 ** 20), st.floats(0.0, 0.7), st.sampled_from([M4, M8]), st.integers(1, 2))
+@settings(max_examples=25, deadline=None)
 def test_choose_random(seed, threshold, patterns, max_terms):
     rng = np.random.default_rng(seed)
     a = rng.standard_normal((4, 16)).astype(np.float32)
@@ -287,7 +296,7 @@ def test_exhaustive_evaluates_every_candidate():
 # ---------------------------------------------------------------- model budget
 
 
-def layers(seed, count=5):
+def layers(seed, count=4):
     rng = np.random.default_rng(seed)
     out = []
     for i in range(count):
@@ -299,38 +308,42 @@ def layers(seed, count=5):
     return out
 
 
-@pytest.mark.parametrize("seed", range(6))
-@pytest.mark.parametrize("quality", ["relative_error<=0.1", "relative_error<=0.3", "relative_error<=0.6",
-                                     "kept_magnitude>=0.8", "kept_magnitude>=0.95", "relative_error<=0"])
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("metric, limits", [("relative_error", [0.0, 0.1, 0.3, 0.6]),
+                                            ("kept_magnitude", [1.0, 0.95, 0.8])])
 @pytest.mark.parametrize("patterns, max_terms", [(M4, 2), (M8, 3)])
-def test_apply_model_budget(seed, quality, patterns, max_terms):
-    constraint = parse_constraint(quality)
+def test_apply_model_budget(seed, metric, limits, patterns, max_terms):
     cands = candidate_series(parse_pattern_set(patterns), max_terms)
-    choices = [choose(name, "weights", macs, a, cands, constraint, exhaustive=True) for name, macs, a in layers(seed)]
+    model = layers(seed)
+    op = ">=" if metric == "kept_magnitude" else "<="
+    # the exhaustive evaluation depends on the metric only, not on the threshold
+    choices = [choose(name, "weights", macs, a, cands, Constraint(metric, op, limits[0]), exhaustive=True)
+               for name, macs, a in model]
     for c in choices:
         assert [s for s, _ in c.tried] == cands
-    result = apply_model_budget(choices, constraint)
-    assert [c.name for c in result] == [c.name for c in choices]
-    assert [c.macs for c in result] == [c.macs for c in choices]
-    metric = weighted_metric(result)
-    assert constraint.holds(metric), metric
-    # independent recomputation of the MAC-weighted metric from the chosen series
-    by_name = {name: a for name, _, a in layers(seed)}
-    total = sum(c.macs for c in result)
-    ref = sum(c.macs * ref_metric(by_name[c.name], str(c.series), 1, constraint.metric) for c in result) / total
-    assert ref == pytest.approx(metric, rel=1e-9, abs=1e-12)
-    assert constraint.holds(ref) or ref == pytest.approx(constraint.threshold, abs=1e-12)
-    dense_macs = sum(c.macs for c in result)
-    after = sum(c.macs * c.series.compute_density for c in result)
-    assert after <= dense_macs + 1e-9
-    for c in result:
-        assert c.series.is_dense or c.series in cands
-        assert not c.fallback
-    # every layer meeting the constraint on its own is feasible for the budget, so some saving is
-    # possible whenever the per-layer choice saves anything
-    per_layer = [choose(name, "weights", macs, a, cands, constraint) for name, macs, a in layers(seed)]
-    if any(c.series.compute_density < 1 - 1e-12 for c in per_layer):
-        assert after < dense_macs
+    by_name = {name: a for name, _, a in model}
+    for limit in limits:
+        constraint = Constraint(metric, op, limit)
+        result = apply_model_budget(choices, constraint)
+        assert [c.name for c in result] == [c.name for c in choices]
+        assert [c.macs for c in result] == [c.macs for c in choices]
+        value = weighted_metric(result)
+        assert constraint.holds(value), (limit, value)
+        # independent recomputation of the MAC-weighted metric from the chosen series
+        total = sum(c.macs for c in result)
+        ref = sum(c.macs * ref_metric(by_name[c.name], str(c.series), 1, metric) for c in result) / total
+        assert ref == pytest.approx(value, rel=1e-9, abs=1e-12)
+        dense_macs = sum(c.macs for c in result)
+        after = sum(c.macs * c.series.compute_density for c in result)
+        assert after <= dense_macs + 1e-9
+        for c in result:
+            assert c.series.is_dense or c.series in cands
+            assert not c.fallback
+        # a layer meeting the constraint on its own with a cheaper series is a feasible first step,
+        # so the budget saves something whenever the per-layer choice does
+        per_layer = [next((s for s, v in c.tried if constraint.holds(v)), None) for c in choices]
+        if any(s is not None and s.compute_density < 1 - 1e-12 for s in per_layer):
+            assert after < dense_macs
 
 
 def test_model_budget_trades_between_layers():

@@ -106,7 +106,8 @@ def decompose(a: np.ndarray, series: Series, axis: int | None = None) -> Decompo
     axis = normalize_axis(a.shape, axis)
     if a.size == 0:
         raise TasdsimError(f"cannot decompose an empty tensor of shape {a.shape}")
-    if np.issubdtype(a.dtype, np.floating) and not np.isfinite(a.astype(np.float32)).all():
+    if not np.issubdtype(a.dtype, np.integer) and not np.isfinite(a if a.dtype.kind == "f" else
+                                                                   a.astype(np.float32)).all():
         raise TasdsimError("tensor has NaN or infinite values")
     rows = to_rows(a, axis)
     bits = rows.view(np.dtype(f"u{a.dtype.itemsize}")).copy()

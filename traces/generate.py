@@ -29,8 +29,14 @@ from traces.patterns import Pattern, Series
 from traces.workloads import Layer
 
 WEIGHTS_BASE = 0
-INPUTS_BASE = 1 << 40
-OUTPUTS_BASE = 2 << 40
+INPUTS_BASE = 1 << 44
+OUTPUTS_BASE = 2 << 44
+TILE_ALIGN = 128 * 1024  # tiles start on 16 DRAM rows of 8 KiB, so every channel count sees whole rows
+
+
+def tile_stride(nbytes: int) -> int:
+    """Address distance between consecutive tiles of nbytes: rounded up to TILE_ALIGN."""
+    return -(-nbytes // TILE_ALIGN) * TILE_ALIGN
 
 
 @dataclass(frozen=True)
@@ -158,6 +164,10 @@ def _generate_ws(layer: Layer, hw: HwConfig, weights: Series, activations: Serie
     act_sparse = tiling.sparse_operand == "activations"
     series = activations if act_sparse else weights
     multi_term = len(series.terms) > 1
+    max_folds = max(-(-p.depth(layer.k) // r) for p in series.terms)
+    in_stride = tile_stride(tiling.block_rows * layer.k * word)
+    w_stride = tile_stride(r * c * word * max(p.m for p in series.terms) * 2)
+    out_stride = tile_stride(tiling.block_rows * c * psum)
     tile, fold_count, term_count = 0, 0, 0
     for g in range(layer.groups):
         for ct in range(tiling.col_tiles):
@@ -166,7 +176,7 @@ def _generate_ws(layer: Layer, hw: HwConfig, weights: Series, activations: Serie
                 t = min(tiling.block_rows, layer.m - rb * tiling.block_rows)
                 slot = tile % 2
                 load_in = e.emit("LOAD", {"buf": "inputs", "slot": slot, "bytes": t * layer.k * word, "meta": 0,
-                                          "addr": INPUTS_BASE + (g * layer.m + rb * tiling.block_rows) * layer.k * word},
+                                          "addr": INPUTS_BASE + (g * tiling.row_blocks + rb) * in_stride},
                                  e.after_free("inputs", slot))
                 yield load_in
                 out_wait = e.after_free("outputs", slot)
@@ -191,8 +201,8 @@ def _generate_ws(layer: Layer, hw: HwConfig, weights: Series, activations: Serie
                             values, meta = _dense_rows_covered(p, layer.k, f * r, rows) * cols * word, 0
                         else:
                             values, meta = weight_tile_bytes(rows, cols, hw, weights, i)
-                        addr = WEIGHTS_BASE + ((g * len(series.terms) + i) * tiling.col_tiles + ct) * r * c * word * (
-                            -(-depth // r)) + f * r * c * word
+                        addr = WEIGHTS_BASE + (((g * len(series.terms) + i) * tiling.col_tiles + ct) * max_folds
+                                               + f) * w_stride
                         load_w = e.emit("LOAD", {"buf": "weights", "slot": wslot, "bytes": values, "meta": meta,
                                                  "addr": addr}, e.after_free("weights", wslot))
                         yield load_w
@@ -214,8 +224,8 @@ def _generate_ws(layer: Layer, hw: HwConfig, weights: Series, activations: Serie
                         accs.append(acc.id)
                         yield acc
                 yield e.emit("STORE", {"buf": "outputs", "slot": slot, "bytes": t * cols * psum,
-                                       "addr": OUTPUTS_BASE + ((g * tiling.col_tiles + ct) * layer.m
-                                                               + rb * tiling.block_rows) * c * psum},
+                                       "addr": OUTPUTS_BASE + ((g * tiling.col_tiles + ct) * tiling.row_blocks + rb)
+                                       * out_stride},
                              [last_compute.id] + accs, [("outputs", slot)])
                 tile += 1
 
@@ -225,6 +235,9 @@ def _generate_os(layer: Layer, hw: HwConfig, weights: Series, activations: Serie
     r, c, word, psum = hw.pe_array.rows, hw.pe_array.cols, hw.word_bytes, hw.psum_bytes
     act_sparse = tiling.sparse_operand == "activations"
     series = activations if act_sparse else weights
+    in_stride = tile_stride(r * layer.k * word)
+    w_stride = tile_stride(sum(_os_weight_bytes(layer.k, c, hw, series, tiling.sparse_operand)))
+    out_stride = tile_stride(r * c * psum)
     tile = 0
     for g in range(layer.groups):
         for rb in range(tiling.row_blocks):
@@ -233,12 +246,12 @@ def _generate_os(layer: Layer, hw: HwConfig, weights: Series, activations: Serie
                 cols = min(c, layer.n - ct * c)
                 slot = tile % 2
                 load_in = e.emit("LOAD", {"buf": "inputs", "slot": slot, "bytes": rows * layer.k * word, "meta": 0,
-                                          "addr": INPUTS_BASE + (g * layer.m + rb * r) * layer.k * word},
+                                          "addr": INPUTS_BASE + (g * tiling.row_blocks + rb) * in_stride},
                                  e.after_free("inputs", slot))
                 yield load_in
                 values, meta = _os_weight_bytes(layer.k, cols, hw, series, tiling.sparse_operand)
                 load_w = e.emit("LOAD", {"buf": "weights", "slot": slot, "bytes": values, "meta": meta,
-                                         "addr": WEIGHTS_BASE + (g * tiling.col_tiles + ct) * layer.k * c * word},
+                                         "addr": WEIGHTS_BASE + (g * tiling.col_tiles + ct) * w_stride},
                                 e.after_free("weights", slot))
                 yield load_w
                 deps = e.after_free("outputs", slot)
@@ -261,6 +274,6 @@ def _generate_os(layer: Layer, hw: HwConfig, weights: Series, activations: Serie
                     yield last
                 yield e.emit("STORE", {"buf": "outputs", "slot": slot, "bytes": rows * cols * psum,
                                        "addr": OUTPUTS_BASE + ((g * tiling.row_blocks + rb) * tiling.col_tiles + ct)
-                                       * r * c * psum},
+                                       * out_stride},
                              [last.id], [("outputs", slot)])
                 tile += 1

@@ -25,6 +25,12 @@ def relative_error(a: np.ndarray, a_hat: np.ndarray) -> float:
     return float(np.linalg.norm(_f64(a) - _f64(a_hat)) / norm) if norm else 0.0
 
 
+def relative_error_from_residual(a: np.ndarray, residual: np.ndarray) -> float:
+    """||R||_F / ||A||_F: the same value as relative_error, without forming A_hat."""
+    norm = np.linalg.norm(_f64(a))
+    return float(np.linalg.norm(_f64(residual)) / norm) if norm else 0.0
+
+
 def kept_magnitude(a: np.ndarray, a_hat: np.ndarray) -> float:
     """sum|A_hat| / sum|A| (1 for an all-zero A)."""
     total = np.abs(_f64(a)).sum()

@@ -18,7 +18,7 @@ import numpy as np
 
 from traces.decompose import decompose
 from traces.errors import TasdsimError
-from traces.metrics import ERROR_METRICS, quality
+from traces.metrics import ERROR_METRICS, quality, relative_error_from_residual
 from traces.patterns import DENSE, Pattern, Series
 
 QUALITY_METRICS = ("relative_error", "output_error", "kept_magnitude")
@@ -103,6 +103,8 @@ def evaluate(tensor: np.ndarray, series: Series, metric: str, samples: np.ndarra
              axis: int | None = None) -> float:
     """The metric of one candidate series on one tensor."""
     dec = decompose(tensor, series, axis)
+    if metric == "relative_error":
+        return relative_error_from_residual(tensor, dec.residual)
     return quality(tensor, dec, samples if metric == "output_error" else None)[metric]
 
 
