@@ -310,3 +310,23 @@ def test_saved_file_is_a_plain_npz(tmp_path):
         assert data["term0.values"].dtype == np.uint16
         assert data["term0.metadata"].dtype == np.uint8
         assert data["shape"].tolist() == [4, 16]
+
+
+@pytest.mark.parametrize("field, value", [
+    ("axis", np.array(5)),
+    ("shape", np.array([8, 0])),
+    ("dtype", np.array("foo")),
+    ("term0.pattern", np.array("5:4")),
+    ("term0.metadata", np.zeros(8, dtype=np.int64)),
+], ids=["axis-out-of-range", "zero-length-axis", "unknown-dtype", "bad-pattern", "metadata-not-bytes"])
+def test_load_corrupt_term_fields_is_an_error(tmp_path, field, value):
+    """A term file with a bad field is a TasdsimError naming the file, not a crash."""
+    dec = decompose(sample((8, 16), np.float32), parse_series("2:4"))
+    path = tmp_path / "corrupt.npz"
+    save_terms(str(path), dec.terms, "2:4")
+    with np.load(path) as data:
+        arrays = dict(data)
+    arrays[field] = value
+    np.savez(path, **arrays)
+    with pytest.raises(TasdsimError, match="corrupt.npz"):
+        load_terms(str(path))
