@@ -21,8 +21,9 @@ class DmaEngine:
     """DMA queues, one process per buffer."""
 
     def __init__(self, env: simpy.Environment, dram: Dram, buffers: dict[str, SramBuffer],
-                 inboxes: dict[str, simpy.Store], completions: Completions) -> None:
+                 inboxes: dict[str, simpy.Store], completions: Completions, where: str = "") -> None:
         self.env = env
+        self.where = where
         self.dram = dram
         self.buffers = buffers
         self.completions = completions
@@ -34,9 +35,9 @@ class DmaEngine:
         buffer = self.buffers[name]
         while True:
             ins: Instr = yield inbox.get()
-            yield from self.completions.wait(ins)
+            waited = yield from self.completions.wait(ins)
             nbytes = ins["bytes"] + (ins["meta"] if ins.op == "LOAD" else 0)
-            where = f"{ins.op} {ins.id}"
+            where = f"{self.where}{ins.op} {ins.id}"
             if ins.op == "LOAD":
                 buffer.fill(ins["slot"], nbytes, where)
                 self.dram_bytes["psums_read" if name == "outputs" else name] += ins["bytes"]
@@ -53,4 +54,8 @@ class DmaEngine:
             self.busy_cycles[name] += finish - now
             for buf, slot in ins.free:
                 self.buffers[buf].free(slot)
-            self.completions.done(ins, "sram" if sram_done > dram_done else "dram")
+            if finish == now and waited:
+                cause = max(waited, key=lambda w: w[1])[0]  # what held this zero-time transfer back
+            else:
+                cause = "sram" if sram_done > dram_done else "dram"
+            self.completions.done(ins, cause)

@@ -33,11 +33,15 @@ class MetadataDecoder:
         self.process = env.process(self._run(inbox))
 
     def check(self, ins: Instr) -> Pattern:
-        """The fold's pattern, if the hardware supports it; dense folds carry no metadata to decode."""
-        pattern = parse_pattern(str(ins["pattern"]))
+        """The pattern of a COMPUTE or TASD, if the hardware supports it; dense folds carry no
+        metadata to decode."""
+        try:
+            pattern = parse_pattern(str(ins["pattern"]))
+        except TasdsimError as err:
+            raise TasdsimError(f"{self.where}{ins.op} {ins.id}: {err}") from None
         if not self.hw.supports(pattern):
             supported = ", ".join(str(p) for p in self.hw.pe_array.patterns)
-            raise TasdsimError(f"{self.where}COMPUTE {ins.id}: pattern {pattern} is not supported by the metadata "
+            raise TasdsimError(f"{self.where}{ins.op} {ins.id}: pattern {pattern} is not supported by the metadata "
                                f"decoder of {self.hw.name} (supports {supported})")
         return pattern
 

@@ -34,6 +34,7 @@ class Accelerator:
 
     def __init__(self, hw: HwConfig, ideal_memory: bool, where: str = "") -> None:
         self.hw = hw
+        self.where = where
         self.env = env = simpy.Environment()
         timing = load_dram_preset(hw.dram.preset).with_channels(hw.dram.channels)
         self.dram = Dram(env, timing, hw.clock_ghz, ideal=ideal_memory)
@@ -44,7 +45,8 @@ class Accelerator:
                         for name in ("weights", "inputs", "outputs", "tasd", "decoder", "array", "acc")}
         self.decoded: dict[int, simpy.Event] = {}
         self.blocked_on = "dram"
-        self.dma = DmaEngine(env, self.dram, self.buffers, {b: self.inboxes[b] for b in BUFFERS}, self.completions)
+        self.dma = DmaEngine(env, self.dram, self.buffers, {b: self.inboxes[b] for b in BUFFERS}, self.completions,
+                             where)
         self.decoder = MetadataDecoder(env, hw, self.inboxes["decoder"], self.decoded, where)
         self.array = PeArray(env, hw, self.buffers, self.inboxes["array"], self.completions, self.decoded,
                              lambda: self.blocked_on)
@@ -61,10 +63,13 @@ class Accelerator:
     def _dispatch(self, instrs: Iterable[Instr]) -> Generator[simpy.Event, Any, None]:
         last_weight_load: dict[int, int] = {}
         for ins in instrs:
+            self._check_slots(ins)
             self.completions.open(ins)
             self.dispatched += 1
             if ins.op == "LOAD" and ins["buf"] == "weights":
                 last_weight_load[ins["slot"]] = ins.id
+            if ins.op == "TASD":
+                self.decoder.check(ins)
             if ins.op == "COMPUTE" and self.decoder.check(ins).metadata_bits:
                 self.decoded[ins.id] = self.env.event()
                 load = self.completions.events.get(last_weight_load.get(ins["w"], -1))
@@ -72,6 +77,19 @@ class Accelerator:
             yield from self._put(self._route(ins), ins)
             if ins.id % 4096 == 0:
                 self.completions.forget(ins.id - 4 * QUEUE_DEPTH * len(self.inboxes))
+
+    def _check_slots(self, ins: Instr) -> None:
+        """Every buffer slot an instruction names exists."""
+        named = [(b, s) for b, s in ins.free]
+        named += [(str(ins["buf"]), ins["slot"])] if ins.op in ("LOAD", "STORE") else []
+        if ins.op == "COMPUTE":
+            named += [("weights", ins["w"]), ("inputs", ins["i"]), ("outputs", ins["o"])]
+        if ins.op in ("ACC", "TASD"):
+            named.append(("outputs" if ins.op == "ACC" else "inputs", ins["slot"]))
+        for buf, slot in named:
+            if int(slot) >= SLOTS[buf]:
+                raise TasdsimError(f"{self.where}{ins.op} {ins.id}: {buf} buffer has slots 0..{SLOTS[buf] - 1}, "
+                                   f"not {slot}")
 
     def _put(self, name: str, item: Any) -> Generator[simpy.Event, Any, None]:
         put = self.inboxes[name].put(item)

@@ -14,6 +14,7 @@ ceil(rows * groups * N * bits / 8) bytes.
 """
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
 
 import ml_dtypes
@@ -146,20 +147,38 @@ def save_terms(path: str, terms: list[CompressedTerm], series: str) -> None:
 
 
 def load_terms(path: str) -> list[CompressedTerm]:
-    """Read the terms written by save_terms."""
+    """Read the terms written by save_terms; a file that is not one is an error naming it."""
     try:
         with np.load(path, allow_pickle=False) as data:
-            shape, axis = tuple(int(s) for s in data["shape"]), int(data["axis"])
-            dtype = SUPPORTED_DTYPES.get(str(data["dtype"]), np.dtype(str(data["dtype"])))
-            terms, i = [], 0
-            while f"term{i}.pattern" in data:
-                values = data[f"term{i}.values"]
-                values = values.view(dtype) if dtype == SUPPORTED_DTYPES["bfloat16"] else values
-                terms.append(CompressedTerm.from_packed(parse_pattern(str(data[f"term{i}.pattern"])), shape,
-                                                        axis, values, data[f"term{i}.metadata"]))
-                i += 1
-    except (OSError, KeyError, ValueError) as err:
+            return _terms_from(data)
+    except TasdsimError as err:
+        raise TasdsimError(f"{path}: {err}") from None
+    except (OSError, KeyError, ValueError, TypeError, EOFError, zipfile.BadZipFile) as err:
         raise TasdsimError(f"{path}: not a term file written by decompose --out ({err})") from None
+
+
+def _terms_from(data: np.lib.npyio.NpzFile) -> list[CompressedTerm]:
+    shape, axis = tuple(int(s) for s in data["shape"]), int(data["axis"])
+    if not shape or min(shape) < 1:
+        raise TasdsimError(f"shape {shape} must have positive sizes")
+    if not 0 <= axis < len(shape):
+        raise TasdsimError(f"axis {axis} is out of range for shape {shape}")
+    name = str(data["dtype"])
+    dtype = SUPPORTED_DTYPES.get(name)
+    if dtype is None:
+        raise TasdsimError(f"dtype {name!r} is not one of {', '.join(SUPPORTED_DTYPES)}")
+    terms, i = [], 0
+    while f"term{i}.pattern" in data:
+        values, metadata = data[f"term{i}.values"], data[f"term{i}.metadata"]
+        if metadata.dtype != np.uint8:
+            raise TasdsimError(f"term{i}.metadata must be uint8 bytes, got {metadata.dtype}")
+        stored = np.dtype(np.uint16) if dtype == SUPPORTED_DTYPES["bfloat16"] else dtype
+        if values.dtype != stored:
+            raise TasdsimError(f"term{i}.values are {values.dtype}, expected {stored} for dtype {name}")
+        values = values.view(dtype)
+        pattern = parse_pattern(str(data[f"term{i}.pattern"]))
+        terms.append(CompressedTerm.from_packed(pattern, shape, axis, values, metadata))
+        i += 1
     return terms
 
 
