@@ -11,7 +11,7 @@ from typing import Any
 import simpy
 
 from components.sram import SramBuffer
-from components.units import Completions
+from components.units import Completions, Inbox
 from simulator.config import AccumulatorConfig
 from traces.isa import Instr
 
@@ -20,7 +20,7 @@ class Accumulator:
     """Adder array of `width` psum words per cycle with a `latency`-cycle pipeline."""
 
     def __init__(self, env: simpy.Environment, config: AccumulatorConfig, outputs: SramBuffer, psum_bytes: int,
-                 inbox: simpy.Store, completions: Completions) -> None:
+                 inbox: Inbox, completions: Completions) -> None:
         self.env = env
         self.config = config
         self.outputs = outputs
@@ -33,9 +33,9 @@ class Accumulator:
     def cycles(self, words: int) -> int:
         return self.config.latency + -(-words // self.config.width)
 
-    def _run(self, inbox: simpy.Store) -> Generator[simpy.Event, Any, None]:
+    def _run(self, inbox: Inbox) -> Generator[simpy.Event, Any, None]:
         while True:
-            ins: Instr = yield inbox.get()
+            ins: Instr = yield from inbox.take()
             yield from self.completions.wait(ins)
             words = ins["words"]
             cycles = self.cycles(words)

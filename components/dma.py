@@ -13,7 +13,7 @@ import simpy
 
 from components.dram import Dram
 from components.sram import SramBuffer
-from components.units import Completions
+from components.units import Completions, Inbox
 from traces.isa import Instr
 
 
@@ -21,7 +21,7 @@ class DmaEngine:
     """DMA queues, one process per buffer."""
 
     def __init__(self, env: simpy.Environment, dram: Dram, buffers: dict[str, SramBuffer],
-                 inboxes: dict[str, simpy.Store], completions: Completions, where: str = "") -> None:
+                 inboxes: dict[str, Inbox], completions: Completions, where: str = "") -> None:
         self.env = env
         self.where = where
         self.dram = dram
@@ -31,10 +31,10 @@ class DmaEngine:
         self.dram_bytes = {"weights": 0, "metadata": 0, "inputs": 0, "psums_read": 0, "outputs": 0}
         self.processes = [env.process(self._run(name, inbox)) for name, inbox in inboxes.items()]
 
-    def _run(self, name: str, inbox: simpy.Store) -> Generator[simpy.Event, Any, None]:
+    def _run(self, name: str, inbox: Inbox) -> Generator[simpy.Event, Any, None]:
         buffer = self.buffers[name]
         while True:
-            ins: Instr = yield inbox.get()
+            ins: Instr = yield from inbox.take()
             waited = yield from self.completions.wait(ins)
             nbytes = ins["bytes"] + (ins["meta"] if ins.op == "LOAD" else 0)
             where = f"{self.where}{ins.op} {ins.id}"

@@ -211,13 +211,17 @@ def min_transfer_cycles(timing: DramTiming, nbytes: int, clock_ghz: float) -> in
 
 
 @njit(cache=True)
-def _serve_bursts(first: int, count: int, t0: int, open_row: np.ndarray, last_act: np.ndarray,
-                  bank_ready: np.ndarray, bus_free: np.ndarray, bursts_per_row: int,
-                  bank_groups: int, banks_per_group: int, cl: int, trcd: int, trp: int, tras: int,
-                  burst_tck: int, counts: np.ndarray) -> int:
+def _serve_bursts(first: int, count: int, t0: int, banks: np.ndarray, bus_free: np.ndarray,
+                  params: np.ndarray) -> tuple[int, int, int, int]:
     """Serve bursts `first .. first + count - 1` in order from arrival `t0` (tCK), updating the
-    bank state in place and adding [hits, misses, conflicts] to `counts`. Returns the tCK at which
-    the last burst's data is done."""
+    bank state in place. `banks` is (3, channels, banks): open row, last ACT, ready time; `params`
+    is [bursts_per_row, bank_groups, banks_per_group, CL, tRCD, tRP, tRAS, burst tCK] (few
+    arguments keep Numba's call overhead low). Returns the tCK at which the last burst's data is
+    done, and the row hits, misses and conflicts."""
+    open_row, last_act, bank_ready = banks[0], banks[1], banks[2]
+    bursts_per_row, bank_groups, banks_per_group = params[0], params[1], params[2]
+    cl, trcd, trp, tras, burst_tck = params[3], params[4], params[5], params[6], params[7]
+    hits = misses = conflicts = 0
     channels = bus_free.shape[0]
     # Decode the first burst's fields, then step them like an odometer (no division per burst).
     ch = first % channels
@@ -233,14 +237,14 @@ def _serve_bursts(first: int, count: int, t0: int, open_row: np.ndarray, last_ac
         bank = ba * bank_groups + bg
         t = max(bank_ready[ch, bank], t0)
         if open_row[ch, bank] == row:
-            counts[0] += 1
+            hits += 1
             col = t
         elif open_row[ch, bank] < 0:
-            counts[1] += 1
+            misses += 1
             last_act[ch, bank] = t
             col = t + trcd
         else:
-            counts[2] += 1
+            conflicts += 1
             pre = max(t, last_act[ch, bank] + tras)
             act = pre + trp
             last_act[ch, bank] = act
@@ -265,7 +269,7 @@ def _serve_bursts(first: int, count: int, t0: int, open_row: np.ndarray, last_ac
                     if ba == banks_per_group:
                         ba = 0
                         row += 1
-    return finish
+    return finish, hits, misses, conflicts
 
 
 class Dram:
@@ -281,12 +285,13 @@ class Dram:
         self.ideal = ideal
         self.stats = DramStats()
         self._ratio = _cycles_per_tck(timing, clock_ghz)   # accelerator cycles per tCK
-        shape = (timing.channels, timing.banks)
-        self._open_row = np.full(shape, -1, dtype=np.int64)
-        self._last_act = np.zeros(shape, dtype=np.int64)
-        self._bank_ready = np.zeros(shape, dtype=np.int64)
+        self._ratio_pq = (self._ratio.numerator, self._ratio.denominator)
+        self._banks = np.zeros((3, timing.channels, timing.banks), dtype=np.int64)
+        self._banks[0] = -1                                   # open row per bank: none
         self._bus_free = np.zeros(timing.channels, dtype=np.int64)
-        self._counts = np.zeros(3, dtype=np.int64)           # hits, misses, conflicts
+        self._params = np.array([timing.row_bytes // timing.burst_bytes, timing.bank_groups,
+                                 timing.banks_per_group, timing.cl, timing.trcd, timing.trp, timing.tras,
+                                 timing.burst_tck], dtype=np.int64)
         self._busy_until = 0                                  # accelerator cycles
         self._last_arrival = 0
 
@@ -318,14 +323,10 @@ class Dram:
             s.read_bytes += nbytes
         if self.ideal:
             return now
-        p, q = self._ratio.numerator, self._ratio.denominator
+        p, q = self._ratio_pq
         t0 = _ceil_div(now * q, p)                            # arrival in tCK, rounded up
-        before = self._counts.copy()
-        finish_tck = _serve_bursts(first, count, t0, self._open_row, self._last_act,
-                                   self._bank_ready, self._bus_free, t.row_bytes // t.burst_bytes,
-                                   t.bank_groups, t.banks_per_group, t.cl, t.trcd, t.trp, t.tras,
-                                   t.burst_tck, self._counts)
-        hits, misses, conflicts = (int(x) for x in self._counts - before)
+        finish_tck, hits, misses, conflicts = _serve_bursts(first, count, t0, self._banks, self._bus_free,
+                                                            self._params)
         s.row_hits += hits
         s.row_misses += misses
         s.row_conflicts += conflicts

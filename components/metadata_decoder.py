@@ -11,6 +11,7 @@ from typing import Any
 
 import simpy
 
+from components.units import Inbox
 from simulator.config import HwConfig
 from traces.errors import TasdsimError
 from traces.isa import Instr
@@ -20,7 +21,7 @@ from traces.patterns import Pattern, parse_pattern
 class MetadataDecoder:
     """Metadata decoder unit; `decoded[id]` fires when fold `id` may start."""
 
-    def __init__(self, env: simpy.Environment, hw: HwConfig, inbox: simpy.Store, events: dict[int, simpy.Event],
+    def __init__(self, env: simpy.Environment, hw: HwConfig, inbox: Inbox, events: dict[int, simpy.Event],
                  where: str) -> None:
         self.env = env
         self.hw = hw
@@ -45,9 +46,9 @@ class MetadataDecoder:
                                f"decoder of {self.hw.name} (supports {supported})")
         return pattern
 
-    def _run(self, inbox: simpy.Store) -> Generator[simpy.Event, Any, None]:
+    def _run(self, inbox: Inbox) -> Generator[simpy.Event, Any, None]:
         while True:
-            ins, weights_loaded = yield inbox.get()
+            ins, weights_loaded = yield from inbox.take()
             if weights_loaded is not None:
                 yield weights_loaded
             if self.latency:

@@ -20,7 +20,7 @@ from typing import Any
 import simpy
 
 from components.sram import SramBuffer
-from components.units import Completions
+from components.units import Completions, Inbox
 from simulator.config import HwConfig
 from traces.isa import Instr
 
@@ -38,7 +38,7 @@ class PeArrayStats:
 class PeArray:
     """The PE array unit, fed COMPUTE instructions in order."""
 
-    def __init__(self, env: simpy.Environment, hw: HwConfig, buffers: dict[str, SramBuffer], inbox: simpy.Store,
+    def __init__(self, env: simpy.Environment, hw: HwConfig, buffers: dict[str, SramBuffer], inbox: Inbox,
                  completions: Completions, decoded: dict[int, simpy.Event], idle_cause: Callable[[], str]) -> None:
         self.env = env
         self.hw = hw
@@ -72,16 +72,14 @@ class PeArray:
         return max(self.buffers["inputs"].cycles(reads["inputs"]), self.buffers["weights"].cycles(reads["weights"]),
                    self.buffers["outputs"].cycles(reads["outputs"] + writes))
 
-    def _run(self, inbox: simpy.Store) -> Generator[simpy.Event, Any, None]:
+    def _run(self, inbox: Inbox) -> Generator[simpy.Event, Any, None]:
         s = self.stats
         while True:
             start = self.env.now
-            get = inbox.get()
-            if not get.triggered:
-                cause = self.idle_cause()
-                yield get
+            cause = None if inbox.items else self.idle_cause()
+            ins: Instr = yield from inbox.take()
+            if cause is not None:
                 s.stall_cycles[cause] += self.env.now - start
-            ins: Instr = get.value
             for cause, cycles in (yield from self.completions.wait(ins)):
                 s.stall_cycles[cause] += cycles
             decoded = self.decoded.get(ins.id)

@@ -11,7 +11,7 @@ from typing import Any
 
 import simpy
 
-from components.units import Completions
+from components.units import Completions, Inbox
 from traces.isa import Instr
 from traces.patterns import parse_pattern
 
@@ -19,7 +19,7 @@ from traces.patterns import parse_pattern
 class TasdUnits:
     """`count` TASD units."""
 
-    def __init__(self, env: simpy.Environment, count: int, inbox: simpy.Store, completions: Completions) -> None:
+    def __init__(self, env: simpy.Environment, count: int, inbox: Inbox, completions: Completions) -> None:
         self.env = env
         self.count = count
         self.completions = completions
@@ -30,9 +30,9 @@ class TasdUnits:
     def cycles(self, groups: int, m: int) -> int:
         return -(-groups // self.count) * m
 
-    def _run(self, inbox: simpy.Store) -> Generator[simpy.Event, Any, None]:
+    def _run(self, inbox: Inbox) -> Generator[simpy.Event, Any, None]:
         while True:
-            ins: Instr = yield inbox.get()
+            ins: Instr = yield from inbox.take()
             yield from self.completions.wait(ins)
             cycles = self.cycles(ins["groups"], parse_pattern(str(ins["pattern"])).m)
             yield self.env.timeout(cycles)

@@ -1,17 +1,52 @@
 """What every instruction-executing unit shares: an inbox port, completion events, stall causes.
 
-A unit takes instructions in order from its inbox (a SimPy Store filled by the dispatcher), waits
+A unit takes instructions in order from its inbox (a bounded FIFO filled by the dispatcher), waits
 for the instructions they depend on, does its work and marks them done in the shared `Completions`
 port. The cause recorded per instruction is what the PE array reports when it waits on it.
 """
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Generator
 from typing import Any
 
 import simpy
 
 from traces.isa import Instr
+
+
+class Inbox:
+    """A bounded FIFO port from the dispatcher to one unit. Like a SimPy Store, but it makes an
+    event only when one side must wait, which keeps the per-instruction cost low."""
+
+    def __init__(self, env: simpy.Environment, capacity: int) -> None:
+        self.env = env
+        self.capacity = capacity
+        self.items: deque = deque()
+        self._getter: simpy.Event | None = None
+        self._putter: simpy.Event | None = None
+
+    def put(self, item: Any) -> simpy.Event | None:
+        """Append `item`; when full, return an event to wait on before trying again."""
+        if len(self.items) >= self.capacity:
+            self._putter = self.env.event()
+            return self._putter
+        self.items.append(item)
+        if self._getter is not None:
+            getter, self._getter = self._getter, None
+            getter.succeed()
+        return None
+
+    def take(self) -> Generator[simpy.Event, Any, Any]:
+        """The next item, waiting while the inbox is empty."""
+        if not self.items:
+            self._getter = self.env.event()
+            yield self._getter
+        item = self.items.popleft()
+        if self._putter is not None:
+            putter, self._putter = self._putter, None
+            putter.succeed()
+        return item
 
 
 class Completions:

@@ -1,6 +1,6 @@
 """Wires the units into an accelerator and runs one layer's instruction stream on it.
 
-The dispatcher streams instructions into the units' inboxes (bounded SimPy Stores, so a huge
+The dispatcher streams instructions into the units' inboxes (bounded FIFOs, so a huge
 layer never sits in memory whole): LOAD/STORE to the DMA queue of their buffer, TASD to the TASD
 units, COMPUTE to the metadata decoder and the PE array, ACC to the accumulation path. Units run
 each inbox in order and synchronise only through the dependencies the trace names.
@@ -19,7 +19,7 @@ from components.metadata_decoder import MetadataDecoder
 from components.pe_array import PeArray
 from components.sram import SramBuffer
 from components.tasd_unit import TasdUnits
-from components.units import Completions
+from components.units import Completions, Inbox
 from simulator.config import HwConfig
 from simulator.stats import LayerStats, collect
 from traces.errors import TasdsimError
@@ -41,7 +41,7 @@ class Accelerator:
         self.buffers = {name: SramBuffer(name, getattr(hw.buffers, name), SLOTS[name], ideal_memory)
                         for name in BUFFERS}
         self.completions = Completions(env)
-        self.inboxes = {name: simpy.Store(env, QUEUE_DEPTH)
+        self.inboxes = {name: Inbox(env, QUEUE_DEPTH)
                         for name in ("weights", "inputs", "outputs", "tasd", "decoder", "array", "acc")}
         self.decoded: dict[int, simpy.Event] = {}
         self.blocked_on = "dram"
@@ -62,8 +62,10 @@ class Accelerator:
 
     def _dispatch(self, instrs: Iterable[Instr]) -> Generator[simpy.Event, Any, None]:
         last_weight_load: dict[int, int] = {}
+        replay = bool(self.where)
         for ins in instrs:
-            self._check_slots(ins)
+            if replay:
+                self._check_slots(ins)
             self.completions.open(ins)
             self.dispatched += 1
             if ins.op == "LOAD" and ins["buf"] == "weights":
@@ -79,7 +81,7 @@ class Accelerator:
                 self.completions.forget(ins.id - 4 * QUEUE_DEPTH * len(self.inboxes))
 
     def _check_slots(self, ins: Instr) -> None:
-        """Every buffer slot an instruction names exists."""
+        """Every buffer slot an instruction of a trace file names exists (generated ones do)."""
         named = [(b, s) for b, s in ins.free]
         named += [(str(ins["buf"]), ins["slot"])] if ins.op in ("LOAD", "STORE") else []
         if ins.op == "COMPUTE":
@@ -92,11 +94,10 @@ class Accelerator:
                                    f"not {slot}")
 
     def _put(self, name: str, item: Any) -> Generator[simpy.Event, Any, None]:
-        put = self.inboxes[name].put(item)
-        if not put.triggered:
+        while (wait := self.inboxes[name].put(item)) is not None:
             self.blocked_on = {"weights": "dram", "inputs": "dram", "outputs": "dram", "tasd": "tasd_units",
                                "decoder": "metadata_decoder", "array": "dram", "acc": "accumulator"}[name]
-            yield put
+            yield wait
 
     def run(self, instrs: Iterable[Instr], name: str, where: str) -> LayerStats:
         """Run the instructions to completion and collect the layer's statistics."""

@@ -48,7 +48,9 @@ def choose_series(layer: Layer, hw: HwConfig, tasd: str, operand: str, constrain
             tensor, axis = layer_tensors.synthetic_weights(layer, seed), None
         else:
             tensor, axis = layer_tensors.synthetic_activations(layer, seed, act_sparsity), 1
-        samples = layer_tensors.sample_inputs(reduction_size(tensor.shape, normalize_axis(tensor.shape, axis)), seed)
+        samples = None
+        if constraint.metric == "output_error":
+            samples = layer_tensors.sample_inputs(reduction_size(tensor.shape, normalize_axis(tensor.shape, axis)), seed)
         series = choose(layer.name, operand, layer.macs, tensor, candidate_series(patterns, max_terms), constraint,
                         samples, axis).series
     else:

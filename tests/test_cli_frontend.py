@@ -121,7 +121,7 @@ def test_decompose_npy(tmp_path, capsys, series):
 
 
 @pytest.mark.parametrize("series", ["2:4+1:4", "2:8+1:4"])
-@pytest.mark.parametrize("dtype", [np.float16, np.int8, np.float32], ids=str)
+@pytest.mark.parametrize("dtype", [np.float16, np.int8, np.float32], ids=lambda d: np.dtype(d).name)
 def test_decompose_npz_key_4d(tmp_path, capsys, series, dtype):
     conv = weights((4, 12, 3, 3), dtype, seed=2)
     path = tmp_path / "model.npz"
@@ -132,7 +132,7 @@ def test_decompose_npz_key_4d(tmp_path, capsys, series, dtype):
 
 
 @pytest.mark.parametrize("series", ["2:4", "2:4+1:4", "1:8+1:4", "4:8+1:8"])
-@pytest.mark.parametrize("dtype", [BF16, np.int8, np.float16], ids=str)
+@pytest.mark.parametrize("dtype", [BF16, np.int8, np.float16], ids=lambda d: np.dtype(d).name)
 def test_decompose_safetensors_name(tmp_path, capsys, series, dtype):
     a = weights((16, 24), dtype, seed=3)
     path = tmp_path / "model.safetensors"
@@ -193,7 +193,7 @@ def test_decompose_output_error_with_given_inputs(tmp_path, capsys):
     assert result["output_error"] == pytest.approx(expect, rel=1e-6)
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float16, BF16, np.int8], ids=str)
+@pytest.mark.parametrize("dtype", [np.float32, np.float16, BF16, np.int8], ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("series", ["2:4+1:4", "2:4+1:8", "4:8+2:8+1:8"])
 def test_decompose_out_file_round_trip(tmp_path, capsys, dtype, series):
     a = weights((5, 4, 2, 3), dtype, seed=10)  # 4-D: default axis 1 (K = 4, not divisible by 8)
@@ -213,6 +213,22 @@ def test_decompose_out_file_round_trip(tmp_path, capsys, dtype, series):
     mask = approx != 0
     dense = sum(np.where(t.to_dense() != 0, t.to_dense(), np.zeros((), a.dtype)) for t in terms)
     np.testing.assert_array_equal(dense.astype(np.float64)[mask], a.astype(np.float64)[mask])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.int16, np.int32, np.int64], ids=lambda d: np.dtype(d).name)
+def test_decompose_out_of_any_accepted_dtype_loads_back(tmp_path, capsys, dtype):
+    """decompose accepts these dtypes (np.save writes float64 by default): a term file it writes must
+    load back, or it must refuse the dtype up front as one line on stderr."""
+    a = (np.random.default_rng(16).standard_normal((4, 8)) * 50).astype(dtype)
+    np.save(tmp_path / "w.npy", a)
+    code, out, err = run(capsys, "decompose", tmp_path / "w.npy", "--series", "2:4", "--out", tmp_path / "t.npz")
+    if code != 0:
+        assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+        return
+    terms = load_terms(str(tmp_path / "t.npz"))
+    a_hat, _ = ref_decompose(a, "2:4", 1)
+    np.testing.assert_array_equal(sum(t.to_dense().astype(np.float64) for t in terms), a_hat)
+    assert all(t.values.dtype == a.dtype for t in terms)
 
 
 def test_decompose_plain_text(tmp_path, capsys):
@@ -363,6 +379,34 @@ def test_search_budget(capsys, model, quality):
         sum(layer_macs(tensors[e["name"]]) * cd(e["series"]) for e in result["layers"]))
     assert per_layer["total"]["macs_after"] < per_layer["total"]["macs_before"]
     assert total["macs_after"] < before
+
+
+def test_search_seq_len_sets_the_tokens(capsys, model):
+    path, tensors = model
+    result = run_json(capsys, "search", "--weights", path, "--patterns", "1:4,2:4", "--quality",
+                      "relative_error<=0.3", "--seq-len", "64")
+    layers = [t for t in tensors if tensors[t].ndim in (2, 4)]
+    assert result["total"]["macs_before"] == sum(64 * tensors[n].size for n in layers)
+
+
+def test_search_seq_len_zero_is_an_error(capsys, model):
+    """--seq-len 0 is not a token count: an error, not silently the default of 128."""
+    path, _ = model
+    code, out, err = run(capsys, "search", "--weights", path, "--patterns", "1:4,2:4", "--quality",
+                         "relative_error<=0.3", "--seq-len", "0")
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_search_nan_weights_is_an_error(capsys, tmp_path):
+    """A NaN weight is bad input (as for decompose), not a silent dense fallback with error 0."""
+    a = weights((8, 16), np.float32, seed=17)
+    a[1, 1] = np.nan
+    np.savez(tmp_path / "nan.npz", fc=a)
+    code, out, err = run(capsys, "search", "--weights", tmp_path / "nan.npz", "--patterns", "1:4,2:4",
+                         "--quality", "relative_error<=0.3")
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1 and "NaN" in err and "Traceback" not in err
 
 
 def test_search_plain_text(capsys, model):

@@ -18,6 +18,7 @@ from traces.metrics import (
     quality,
     reduction_size,
     relative_error,
+    relative_error_from_residual,
 )
 from traces.patterns import parse_series
 
@@ -84,7 +85,7 @@ def test_metric_names():
     assert {"density", "compute_density", "kept_magnitude"} == set(KEPT_METRICS)
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float16, BF16, np.int8], ids=str)
+@pytest.mark.parametrize("dtype", [np.float32, np.float16, BF16, np.int8], ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("series", ["2:4", "1:4", "2:4+1:4", "1:8+1:4", "4:8+2:8+1:8", "2:4+2:4", "3:5"])
 def test_quality_2d_against_numpy(dtype, series):
     a = make((12, 40), dtype, seed=1)
@@ -104,7 +105,7 @@ def test_quality_2d_against_numpy(dtype, series):
         assert q["relative_error"] == 0 and q["kept_magnitude"] == 1 and q["output_error"] == 0
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float16, BF16, np.int8], ids=str)
+@pytest.mark.parametrize("dtype", [np.float32, np.float16, BF16, np.int8], ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("series", ["2:4", "2:4+1:4", "1:8+1:4", "2:8+1:8"])
 def test_quality_4d_conv_weight_against_numpy(dtype, series):
     w = make((6, 16, 3, 3), dtype, seed=3)
@@ -202,3 +203,14 @@ def test_output_error_wrong_sample_rows():
         output_error(a, a, np.ones((16, 3)), 1)
     with pytest.raises(TasdsimError, match="expected 8"):
         output_error(np.ones((3, 8)), np.ones((3, 8)), np.ones((3, 2)), 1)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16, BF16, np.int8], ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("series", ["2:4", "1:8+1:4", "3:5", "2:4+2:4"])
+def test_relative_error_from_residual(dtype, series):
+    a = make((6, 2, 10), dtype, seed=7)
+    dec = decompose(a, parse_series(series))
+    ref = ref_relative_error(a, dec.approximation(a))
+    assert relative_error_from_residual(a, dec.residual) == pytest.approx(ref, rel=1e-12, abs=1e-15)
+    z = np.zeros((3, 4), dtype=dtype)
+    assert relative_error_from_residual(z, z) == 0.0

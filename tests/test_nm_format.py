@@ -139,7 +139,7 @@ def test_dense_1_1_has_no_metadata():
     assert term.packed_metadata().size == 0
 
 
-@pytest.mark.parametrize("dtype", [np.int8, np.float16, BF16, np.float32], ids=str)
+@pytest.mark.parametrize("dtype", [np.int8, np.float16, BF16, np.float32], ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("series", ["2:4+1:4", "4:8+2:8+1:8", "1:8+1:4", "3:5", "7:16", "1:256"])
 @pytest.mark.parametrize("shape, axis", [((6, 20), 1), ((3, 10, 2, 2), 1), ((11, 3), 0), ((37,), 0)])
 def test_byte_size_formulas(dtype, series, shape, axis):
@@ -161,7 +161,7 @@ def test_byte_size_formulas(dtype, series, shape, axis):
 # ---------------------------------------------------------------- dense round trips
 
 
-@pytest.mark.parametrize("dtype", [np.int8, np.float16, BF16, np.float32], ids=str)
+@pytest.mark.parametrize("dtype", [np.int8, np.float16, BF16, np.float32], ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("series, shape, axis", [
     ("2:4+1:4", (6, 20), None), ("1:8+1:4", (3, 12, 3, 3), None), ("3:5", (7, 9), 0), ("2:4+1:8", (2, 3, 13), 2),
 ])
@@ -235,7 +235,7 @@ def test_check_dtype_rejects(dtype):
 # ---------------------------------------------------------------- term files
 
 
-@pytest.mark.parametrize("dtype", [np.int8, np.float16, BF16, np.float32], ids=str)
+@pytest.mark.parametrize("dtype", [np.int8, np.float16, BF16, np.float32], ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("series, shape, axis", [
     ("2:4+1:4", (8, 16), 1), ("4:8+2:8+1:8", (4, 8, 3, 3), 1), ("2:4+1:8", (5, 13), 1), ("3:5", (9, 4), 0),
     ("dense", (3, 3), 1),

@@ -1,6 +1,7 @@
 """TASDER search: constraints, candidate series, the per-layer choice and the model budget."""
 import itertools
 
+import ml_dtypes
 import numba
 import numpy as np
 import pytest
@@ -207,12 +208,14 @@ TENSORS = {
 
 
 def thresholds(values, metric):
-    """Thresholds that make different candidates the answer, and one that none meets."""
+    """Thresholds halfway between distinct candidate values (so rounding cannot flip a comparison),
+    making different candidates the answer, and one beyond every value that none meets."""
     v = sorted(set(values))
-    picks = [v[0], v[len(v) // 2], v[-1]]
+    mids = [(x + y) / 2 for x, y in zip(v, v[1:]) if y - x > 1e-9]
+    picks = sorted({mids[0], mids[len(mids) // 2], mids[-1]}) if mids else []
     if metric == "kept_magnitude":
-        return picks + [min(1.0, v[-1] + 1e-3) if v[-1] < 1 else 1.0 + 1e-9]
-    return picks + [max(0.0, v[0] - 1e-3) if v[0] > 0 else -1e-9]
+        return picks + [v[-1] + 1e-3, max(0.0, v[0] - 1e-3)]
+    return picks + [v[0] - 1e-3, v[-1] + 1e-3]
 
 
 @pytest.mark.parametrize("name", list(TENSORS))
@@ -251,22 +254,34 @@ def test_choose_is_the_cheapest_meeting_the_threshold(name, patterns, max_terms,
             assert v == pytest.approx(values[str(s)], rel=1e-9, abs=1e-12)
 
 
-@given(st.integers(0, 2 ** 20), st.floats(0.0, 0.7), st.sampled_from([M4, M8]), st.integers(1, 2))
-@settings(max_examples=25, deadline=None)
-def test_choose_random(seed, threshold, patterns, max_terms):
+@given(st.integers(0, 2 ** 20), st.floats(0.0, 1.0), st.sampled_from([M4, M8, "1:4,2:4,1:8", "1:2,1:3"]),
+       st.integers(1, 2), st.sampled_from(["float32", "float16", "bfloat16", "int8"]),
+       st.sampled_from([((4, 16), 1), ((10, 3), 0), ((2, 3, 7), 2), ((3, 6, 2, 2), 1), ((3, 2, 2, 5), 3)]),
+       st.sampled_from(["relative_error", "kept_magnitude"]))
+@settings(max_examples=60, deadline=None)
+def test_choose_random(seed, threshold, patterns, max_terms, dtype, shape_axis, metric):
+    shape, axis = shape_axis
     rng = np.random.default_rng(seed)
-    a = rng.standard_normal((4, 16)).astype(np.float32)
+    a = rng.standard_normal(shape) * 50
     a[rng.random(a.shape) < rng.random()] = 0
-    constraint = Constraint("relative_error", "<=", threshold)
+    a = np.clip(a, -128, 127).astype(np.int8) if dtype == "int8" else a.astype(np.float32).astype(
+        np.dtype(ml_dtypes.bfloat16) if dtype == "bfloat16" else dtype)
+    op = ">=" if metric == "kept_magnitude" else "<="
+    constraint = Constraint(metric, op, threshold)
     cands = candidate_series(parse_pattern_set(patterns), max_terms)
-    choice = choose("l", "weights", 1, a, cands, constraint, None, 1)
-    values = [ref_metric(a, str(s), 1, "relative_error") for s in cands]
-    ok = [i for i, v in enumerate(values) if v <= threshold]
+    choice = choose("l", "weights", 1, a, cands, constraint, None, axis)
+    values = [ref_metric(a, str(s), axis, metric) for s in cands]
+    for (s, v), r in zip(choice.tried, values):
+        assert v == pytest.approx(r, rel=1e-9, abs=1e-12), str(s)
+    ok = [i for i, v in enumerate(values) if constraint.holds(v)]
+    if any(abs(v - threshold) < 1e-9 for v in values):
+        return  # a value on the threshold: rounding decides
     if not ok:
-        assert choice.fallback and choice.series.is_dense and choice.metric_value == 0.0
+        assert choice.fallback and choice.series.is_dense
+        assert choice.metric_value == (1.0 if metric == "kept_magnitude" else 0.0)
     else:
         assert str(choice.series) == str(cands[ok[0]])
-        assert all(values[i] > threshold for i in range(len(cands))
+        assert all(not constraint.holds(values[i]) for i in range(len(cands))
                    if cands[i].compute_density < choice.series.compute_density - 1e-12)
 
 
@@ -388,3 +403,27 @@ def test_series_type_of_candidates():
     for s in candidate_series((Pattern(1, 4), Pattern(2, 4)), 2):
         assert isinstance(s, Series)
         assert s.compute_density == pytest.approx(cd(str(s)))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+@pytest.mark.parametrize("patterns", [M4, "1:4,1:8"])
+@pytest.mark.parametrize("metric", ["relative_error<=0.3", "kept_magnitude>=0.9"])
+def test_choose_rejects_nan_or_inf_tensor(bad, patterns, metric):
+    """Whatever shortcut evaluates the candidates, a tensor with NaN/inf is an error, as in decompose."""
+    a = np.random.default_rng(0).standard_normal((4, 16)).astype(np.float32)
+    a[2, 5] = bad
+    with pytest.raises(TasdsimError, match="NaN or infinite"):
+        choose("fc", "weights", 1, a, candidate_series(parse_pattern_set(patterns), 2), parse_constraint(metric))
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.bool_])
+def test_choose_rejects_unsupported_dtype(dtype):
+    a = np.ones((4, 16), dtype=dtype)
+    with pytest.raises(TasdsimError, match="unsupported tensor dtype"):
+        choose("fc", "weights", 1, a, candidate_series(parse_pattern_set(M4), 2), parse_constraint("relative_error<=0.3"))
+
+
+def test_choose_rejects_empty_tensor():
+    with pytest.raises(TasdsimError, match="empty tensor"):
+        choose("fc", "weights", 1, np.zeros((0, 16), np.float32), candidate_series(parse_pattern_set(M4), 2),
+               parse_constraint("relative_error<=0.3"))

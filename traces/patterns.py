@@ -6,6 +6,7 @@ The dense case is the series "dense", represented as the single pattern 1:1.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -53,6 +54,7 @@ class Pattern:
 DENSE = Pattern(1, 1)
 
 
+@functools.lru_cache(maxsize=1024)
 def parse_pattern(text: str) -> Pattern:
     """Parse "N:M"; errors name the text and what is wrong."""
     text = text.strip()

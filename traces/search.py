@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from traces.decompose import decompose
+from traces.decompose import decompose, normalize_axis
 from traces.errors import TasdsimError
 from traces.metrics import ERROR_METRICS, quality, relative_error_from_residual
 from traces.patterns import DENSE, Pattern, Series
+from traces.rank_profile import RankProfile
 
 QUALITY_METRICS = ("relative_error", "output_error", "kept_magnitude")
 _OPS = {">=": operator.ge, "<=": operator.le}
@@ -112,11 +113,16 @@ def choose(name: str, operand: str, macs: int, tensor: np.ndarray, candidates: l
            constraint: Constraint, samples: np.ndarray | None = None, axis: int | None = None,
            exhaustive: bool = False) -> Choice:
     """The cheapest candidate meeting the constraint on `tensor`, or dense when none does.
-    `exhaustive` evaluates every candidate (the model budget needs them all)."""
+    `exhaustive` evaluates every candidate (the model budget needs them all). Same-M candidates
+    are answered from one rank profile of the tensor (see rank_profile); others are decomposed."""
     tried = []
     chosen = None
+    profile = RankProfile.of(tensor, normalize_axis(tensor.shape, axis))
     for series in candidates:
-        value = evaluate(tensor, series, constraint.metric, samples, axis)
+        if profile.answers(series, constraint.metric):
+            value = profile.metric(series, constraint.metric)
+        else:
+            value = evaluate(tensor, series, constraint.metric, samples, axis)
         tried.append((series, value))
         if chosen is None and constraint.holds(value):
             chosen = Choice(name, operand, macs, series, value, tried=tried)
