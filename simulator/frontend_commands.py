@@ -60,7 +60,7 @@ def _layers_and_weights(args: argparse.Namespace) -> list[tuple[Layer, np.ndarra
     """The layers to search with their weight tensors (real from --weights, else synthetic)."""
     if args.weights:
         real = tensors.load_tensors(args.weights)
-        workload = layers_from_weight_shapes({k: v.shape for k, v in real.items()}, args.seq_len or DEFAULT_TOKENS,
+        workload = layers_from_weight_shapes({k: v.shape for k, v in real.items()}, args.seq_len if args.seq_len is not None else DEFAULT_TOKENS,
                                              name=args.weights)
         return [(layer, real[layer.name]) for layer in workload.layers]
     workload = load_workload(args.workload, batch=args.batch, seq_len=args.seq_len)

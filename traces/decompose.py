@@ -14,15 +14,14 @@ import numpy as np
 from numba import njit, prange
 
 from traces.errors import TasdsimError
-from traces.nm_format import CompressedTerm, check_dtype, from_rows, to_rows
+from traces.nm_format import CompressedTerm, check_tensor, from_rows, to_rows
 from traces.patterns import Series
 
 
 _CHUNK_ROWS = 256
 
 
-@njit(cache=True, nogil=True, parallel=True)
-def _extract_term(bits, mag, n, m):  # pragma: no cover - compiled
+def _extract_term_py(bits, mag, n, m):  # pragma: no cover - compiled
     """Take one N:M term out of the residual, in place.
 
     bits: (rows, K) raw bits of the residual (zeroed where taken); mag: (rows, K) magnitudes (zeroed
@@ -64,6 +63,16 @@ def _extract_term(bits, mag, n, m):  # pragma: no cover - compiled
     return indices, values
 
 
+_extract_term_serial = njit(cache=True, nogil=True)(_extract_term_py)
+_extract_term_parallel = njit(cache=True, nogil=True, parallel=True)(_extract_term_py)
+
+
+def _extract_term(bits: np.ndarray, mag: np.ndarray, n: int, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """The kernel, on the thread pool only when there is more than one chunk of rows."""
+    kernel = _extract_term_parallel if bits.shape[0] > _CHUNK_ROWS else _extract_term_serial
+    return kernel(bits, mag, n, m)
+
+
 def magnitude(a: np.ndarray) -> np.ndarray:
     """|a| in a type wide enough to be exact: int64 for integers, float32/float64 for floats."""
     if np.issubdtype(a.dtype, np.integer):
@@ -102,13 +111,8 @@ class Decomposition:
 def decompose(a: np.ndarray, series: Series, axis: int | None = None) -> Decomposition:
     """Greedy TASD decomposition of `a` with `series` along `axis` (see normalize_axis)."""
     a = np.asarray(a)
-    check_dtype(a.dtype)
+    check_tensor(a)
     axis = normalize_axis(a.shape, axis)
-    if a.size == 0:
-        raise TasdsimError(f"cannot decompose an empty tensor of shape {a.shape}")
-    if not np.issubdtype(a.dtype, np.integer) and not np.isfinite(a if a.dtype.kind == "f" else
-                                                                   a.astype(np.float32)).all():
-        raise TasdsimError("tensor has NaN or infinite values")
     rows = to_rows(a, axis)
     bits = rows.view(np.dtype(f"u{a.dtype.itemsize}")).copy()
     mag = magnitude(rows)

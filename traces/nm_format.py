@@ -23,22 +23,35 @@ import numpy as np
 from traces.errors import TasdsimError
 from traces.patterns import Pattern, parse_pattern
 
-SUPPORTED_DTYPES = {
+SUPPORTED_DTYPES = {  # the hardware's operand types, plus wider ones for reference tensors
     "int8": np.dtype(np.int8),
     "float16": np.dtype(np.float16),
     "bfloat16": np.dtype(ml_dtypes.bfloat16),
     "float32": np.dtype(np.float32),
+    "float64": np.dtype(np.float64),
+    "int16": np.dtype(np.int16),
+    "int32": np.dtype(np.int32),
+    "int64": np.dtype(np.int64),
 }
 
 
 def check_dtype(dtype: np.dtype) -> np.dtype:
     """The tensor dtypes the front-end handles: int8, fp16, bf16, fp32 (fp64 and wider ints for
-    synthetic and reference use)."""
+    reference use)."""
     dtype = np.dtype(dtype)
-    if dtype in SUPPORTED_DTYPES.values() or dtype in (np.dtype(np.float64), np.dtype(np.int16),
-                                                        np.dtype(np.int32), np.dtype(np.int64)):
+    if dtype in SUPPORTED_DTYPES.values():
         return dtype
     raise TasdsimError(f"unsupported tensor dtype {dtype}: expected int8, float16, bfloat16 or float32")
+
+
+def check_tensor(a: np.ndarray) -> None:
+    """A tensor the front-end can decompose: supported dtype, not empty, finite."""
+    check_dtype(a.dtype)
+    if a.size == 0:
+        raise TasdsimError(f"cannot decompose an empty tensor of shape {a.shape}")
+    if not np.issubdtype(a.dtype, np.integer) and not np.isfinite(a if a.dtype.kind == "f" else
+                                                                   a.astype(np.float32)).all():
+        raise TasdsimError("tensor has NaN or infinite values")
 
 
 def to_rows(a: np.ndarray, axis: int) -> np.ndarray:

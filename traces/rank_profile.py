@@ -13,14 +13,13 @@ import numpy as np
 from numba import njit, prange
 
 from traces.decompose import magnitude
-from traces.nm_format import to_rows
+from traces.nm_format import check_tensor, to_rows
 from traces.patterns import Series
 
 _CHUNK_ROWS = 256
 
 
-@njit(cache=True, nogil=True, parallel=True)
-def _rank_sums(mag, m):  # pragma: no cover - compiled
+def _rank_sums_py(mag, m):  # pragma: no cover - compiled
     """Per rank r in 0..m-1: sum over groups of the r-th largest magnitude, and of its square."""
     rows, k = mag.shape
     groups = (k + m - 1) // m
@@ -47,6 +46,15 @@ def _rank_sums(mag, m):  # pragma: no cover - compiled
     return abs_parts.sum(axis=0), sq_parts.sum(axis=0)
 
 
+_rank_sums_serial = njit(cache=True, nogil=True)(_rank_sums_py)
+_rank_sums_parallel = njit(cache=True, nogil=True, parallel=True)(_rank_sums_py)
+
+
+def _rank_sums(mag: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
+    kernel = _rank_sums_parallel if mag.shape[0] > _CHUNK_ROWS else _rank_sums_serial
+    return kernel(mag, m)
+
+
 @dataclass
 class RankProfile:
     """Per-rank magnitude sums of one tensor along its reduction axis, per group size M."""
@@ -56,6 +64,8 @@ class RankProfile:
 
     @classmethod
     def of(cls, a: np.ndarray, axis: int) -> "RankProfile":
+        a = np.asarray(a)
+        check_tensor(a)
         return cls(magnitude(to_rows(np.asarray(a), axis)).astype(np.float64), {})
 
     def _sums(self, m: int) -> tuple[np.ndarray, np.ndarray]:
