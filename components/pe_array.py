@@ -58,19 +58,20 @@ class PeArray:
 
     def _port_cycles(self, ins: Instr) -> int:
         """Cycles the buffers' ports need for this fold's operand reads and psum writes."""
+        f = ins.fields
         word, psum = self.hw.word_bytes, self.hw.psum_bytes
-        rows, cols, t = ins["rows"], ins["cols"], ins["t"]
+        rows, cols, t = f["rows"], f["cols"], f["t"]
         if self.hw.pe_array.dataflow == "ws":
-            reads = {"inputs": t * rows * word, "weights": rows * cols * word, "outputs": t * cols * psum}
-            writes = t * cols * psum
+            inputs, weights, psum_reads, psum_writes = t * rows * word, rows * cols * word, t * cols * psum, t * cols * psum
         else:
-            reads = {"inputs": rows * t * word, "weights": t * cols * word, "outputs": 0}
-            writes = rows * cols * psum if ins["term"] == 0 else 0
-        for name, nbytes in reads.items():
-            self.buffers[name].read(nbytes)
-        self.buffers["outputs"].write(writes)
-        return max(self.buffers["inputs"].cycles(reads["inputs"]), self.buffers["weights"].cycles(reads["weights"]),
-                   self.buffers["outputs"].cycles(reads["outputs"] + writes))
+            inputs, weights, psum_reads = rows * t * word, t * cols * word, 0
+            psum_writes = rows * cols * psum if f["term"] == 0 else 0
+        b_in, b_w, b_out = self.buffers["inputs"], self.buffers["weights"], self.buffers["outputs"]
+        b_in.read(inputs)
+        b_w.read(weights)
+        b_out.read(psum_reads)
+        b_out.write(psum_writes)
+        return max(b_in.cycles(inputs), b_w.cycles(weights), b_out.cycles(psum_reads + psum_writes))
 
     def _run(self, inbox: Inbox) -> Generator[simpy.Event, Any, None]:
         s = self.stats

@@ -66,7 +66,7 @@ class RankProfile:
     def of(cls, a: np.ndarray, axis: int) -> "RankProfile":
         a = np.asarray(a)
         check_tensor(a)
-        return cls(magnitude(to_rows(np.asarray(a), axis)).astype(np.float64), {})
+        return cls(magnitude(to_rows(a, axis)), {})
 
     def _sums(self, m: int) -> tuple[np.ndarray, np.ndarray]:
         if m not in self.by_m:

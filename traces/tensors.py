@@ -231,7 +231,8 @@ def gaussian(shape: int | Sequence[int], seed: int, std: float = 1.0, dtype=np.f
     """Dense N(0, std^2) weights."""
     shape, dtype = _shape(shape), _float_dtype(dtype)
     _positive("std", std)
-    return (np.random.default_rng(seed).standard_normal(shape) * std).astype(dtype)
+    values = np.random.default_rng(seed).standard_normal(shape, dtype=np.float32)
+    return (values * np.float32(std)).astype(dtype, copy=False)
 
 
 def laplacian(shape: int | Sequence[int], seed: int, scale: float = 1.0, dtype=np.float32) -> np.ndarray:
