@@ -55,17 +55,18 @@ class Completions:
     def __init__(self, env: simpy.Environment) -> None:
         self.env = env
         self.events: dict[int, simpy.Event] = {}
+        self.waiting: dict[int, Instr] = {}  # dispatched, not finished
         self.cause: dict[int, str] = {}
-        self.finished = 0
         self.last_cause = "dram"  # cause of the instruction that finished last
 
     def open(self, ins: Instr) -> None:
         self.events[ins.id] = self.env.event()
+        self.waiting[ins.id] = ins
 
     def done(self, ins: Instr, cause: str) -> None:
         self.cause[ins.id] = cause
         self.last_cause = cause
-        self.finished += 1
+        del self.waiting[ins.id]
         self.events.pop(ins.id).succeed()
 
     def wait(self, ins: Instr) -> Generator[simpy.Event, Any, list[tuple[str, int]]]:

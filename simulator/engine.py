@@ -53,7 +53,9 @@ class Accelerator:
         self.accumulator = Accumulator(env, hw.accumulator, self.buffers["outputs"], hw.psum_bytes,
                                        self.inboxes["acc"], self.completions)
         self.tasd_units = TasdUnits(env, max(hw.tasd_units.count, 1), self.inboxes["tasd"], self.completions)
-        self.dispatched = 0
+
+    UNIT_NAMES = {"weights": "DMA weights queue", "inputs": "DMA inputs queue", "outputs": "DMA outputs queue",
+                  "tasd": "TASD units", "array": "PE array", "acc": "accumulation path"}
 
     def _route(self, ins: Instr) -> str:
         if ins.op in ("LOAD", "STORE"):
@@ -66,8 +68,9 @@ class Accelerator:
         for ins in instrs:
             if replay:
                 self._check_slots(ins)
+            if any(dep >= ins.id for dep in ins.deps):
+                raise TasdsimError(f"{self.where}{ins.op} {ins.id}: deps must name earlier instructions")
             self.completions.open(ins)
-            self.dispatched += 1
             if ins.op == "LOAD" and ins["buf"] == "weights":
                 last_weight_load[ins["slot"]] = ins.id
             if ins.op == "TASD":
@@ -103,8 +106,10 @@ class Accelerator:
         """Run the instructions to completion and collect the layer's statistics."""
         self.env.process(self._dispatch(instrs))
         self.env.run()
-        if self.completions.finished != self.dispatched:
-            waiting = sorted(self.completions.events)[:5]
-            raise TasdsimError(f"{where}simulation stopped making progress: {self.dispatched - self.completions.finished}"
-                               f" instructions never finished (first waiting ids: {waiting}); check their deps")
+        if self.completions.waiting:
+            stuck = [self.completions.waiting[i] for i in sorted(self.completions.waiting)[:5]]
+            listed = "; ".join(f"{ins.op} {ins.id} in the {self.UNIT_NAMES[self._route(ins)]} "
+                               f"(deps {','.join(map(str, ins.deps)) or 'none'})" for ins in stuck)
+            raise TasdsimError(f"{where}simulation stopped making progress with {len(self.completions.waiting)} "
+                               f"instructions unfinished: {listed}")
         return collect(name, self)

@@ -18,6 +18,7 @@ from components.dram import load_dram_preset, min_transfer_cycles
 from simulator.cli import main
 from simulator.config import load_hw
 from simulator.run import LayerSeries, simulate_layer
+from traces.errors import TasdsimError
 from traces.patterns import parse_series
 from traces.workloads import gemm_layer
 
@@ -343,3 +344,19 @@ def test_cli_bad_input_one_line(capsys, argv, needles):
 def test_cli_tasd_unsupported_names_hardware(capsys):
     code, _, err = cli(capsys, "simulate", "--hw", "vegeta-m4", "--gemm", "8x8x8", "--tasd", "3:8")
     assert_one_line_error(code, err, "3:8", "vegeta-m4")
+
+
+def test_no_progress_is_an_error_naming_the_waiting_units():
+    """A unit that never takes its work: the run stops with an error, not partial numbers."""
+    from components.units import Inbox
+    from simulator.engine import Accelerator
+    from traces.isa import Instr
+
+    hw = load_hw("vegeta-m4")
+    acc = Accelerator(hw, ideal_memory=True)
+    acc.inboxes["acc"] = Inbox(acc.env, 4)  # nobody reads this inbox
+    instrs = [Instr(0, "LOAD", {"buf": "inputs", "slot": 0, "bytes": 64, "meta": 0, "addr": 0}),
+              Instr(1, "ACC", {"slot": 2, "words": 8}, (0,)),
+              Instr(2, "STORE", {"buf": "outputs", "slot": 0, "bytes": 32, "addr": 0}, (1,))]
+    with pytest.raises(TasdsimError, match=r"stopped making progress.*ACC 1 in the accumulation path.*STORE 2"):
+        acc.run(iter(instrs), "stuck", "")
