@@ -52,7 +52,7 @@ class Accelerator:
                              lambda: self.blocked_on)
         self.accumulator = Accumulator(env, hw.accumulator, self.buffers["outputs"], hw.psum_bytes,
                                        self.inboxes["acc"], self.completions)
-        self.tasd_units = TasdUnits(env, max(hw.tasd_units.count, 1), self.inboxes["tasd"], self.completions)
+        self.tasd_units = TasdUnits(env, hw.tasd_units.count, self.inboxes["tasd"], self.completions)
 
     UNIT_NAMES = {"weights": "DMA weights queue", "inputs": "DMA inputs queue", "outputs": "DMA outputs queue",
                   "tasd": "TASD units", "array": "PE array", "acc": "accumulation path"}
@@ -74,6 +74,8 @@ class Accelerator:
             if ins.op == "LOAD" and ins["buf"] == "weights":
                 last_weight_load[ins["slot"]] = ins.id
             if ins.op == "TASD":
+                if self.hw.tasd_units.count == 0:
+                    raise TasdsimError(f"{self.where}TASD {ins.id}: hardware {self.hw.name} has no TASD units")
                 self.decoder.check(ins)
             if ins.op == "COMPUTE" and self.decoder.check(ins).metadata_bits:
                 self.decoded[ins.id] = self.env.event()
