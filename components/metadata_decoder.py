@@ -29,6 +29,7 @@ class MetadataDecoder:
         self.decoded = events
         self.where = where
         self.folds = 0
+        self.indices = 0  # N:M indices decoded (one per weight slot of a fold)
         self.busy_cycles = 0
         self.error: TasdsimError | None = None
         self.process = env.process(self._run(inbox))
@@ -55,4 +56,5 @@ class MetadataDecoder:
                 yield self.env.timeout(self.latency)
                 self.busy_cycles += self.latency
             self.folds += 1
+            self.indices += ins.fields["rows"] * ins.fields["cols"]
             self.decoded.pop(ins.id).succeed()

@@ -24,6 +24,7 @@ class TasdUnits:
         self.count = count
         self.completions = completions
         self.groups = 0
+        self.elements = 0  # elements scanned: M per group
         self.busy_cycles = 0
         self.process = env.process(self._run(inbox))
 
@@ -34,8 +35,10 @@ class TasdUnits:
         while True:
             ins: Instr = yield from inbox.take()
             yield from self.completions.wait(ins)
-            cycles = self.cycles(ins["groups"], parse_pattern(str(ins["pattern"])).m)
+            m = parse_pattern(str(ins["pattern"])).m
+            cycles = self.cycles(ins["groups"], m)
             yield self.env.timeout(cycles)
             self.busy_cycles += cycles
             self.groups += ins["groups"]
+            self.elements += ins["groups"] * m
             self.completions.done(ins, "tasd_units")

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from simulator.config import HwConfig, hw_from_dict
+from simulator.energy import EnergyTable, edp, layer_energy, load_energy
 from simulator.engine import Accelerator
 from simulator.stats import LayerStats
 from traces import layer_tensors
@@ -17,6 +18,7 @@ from traces.trace_file import TraceHeader, TraceReader
 from traces.workloads import Layer
 
 DENSE_SERIES = Series((DENSE,))
+DEFAULT_ENERGY = "45nm"
 
 
 @dataclass(frozen=True)
@@ -58,13 +60,21 @@ def choose_series(layer: Layer, hw: HwConfig, tasd: str, operand: str, constrain
     return LayerSeries(weights=series) if operand == "weights" else LayerSeries(activations=series)
 
 
-def simulate_layer(layer: Layer, hw: HwConfig, series: LayerSeries, ideal_memory: bool) -> LayerStats:
-    """Generate the layer's trace and run it, streamed."""
+def add_energy(stats: LayerStats, hw: HwConfig, table: EnergyTable | None) -> LayerStats:
+    """Fill in energy per unit and EDP from the action counts (the default table: 45 nm)."""
+    stats.energy_pj = layer_energy(stats, hw, table or load_energy(DEFAULT_ENERGY))
+    stats.edp = edp(stats.energy_pj["total"], stats.cycles, hw.clock_ghz)
+    return stats
+
+
+def simulate_layer(layer: Layer, hw: HwConfig, series: LayerSeries, ideal_memory: bool,
+                   energy: EnergyTable | None = None) -> LayerStats:
+    """Generate the layer's trace and run it, streamed; energy from `energy` (default 45 nm)."""
     tiling = plan(layer, hw, series.weights, series.activations, unbounded=ideal_memory)
     acc = Accelerator(hw, ideal_memory)
     stats = acc.run(generate(layer, hw, series.weights, series.activations, tiling), layer.name, "")
     stats.series, stats.tiling = series.as_dict(), tiling.as_dict()
-    return stats
+    return add_energy(stats, hw, energy)
 
 
 def layer_from_header(header: dict, path: str) -> Layer:
@@ -74,7 +84,8 @@ def layer_from_header(header: dict, path: str) -> Layer:
         raise TasdsimError(f"{path}: header layer: {err}") from None
 
 
-def simulate_trace(path: str, ideal_memory: bool, overrides: HwConfig | None = None) -> tuple[HwConfig, LayerStats]:
+def simulate_trace(path: str, ideal_memory: bool, overrides: HwConfig | None = None,
+                   energy: EnergyTable | None = None) -> tuple[HwConfig, LayerStats]:
     """Replay a .trace file on the hardware its header names (or `overrides`)."""
     with TraceReader(path) as reader:
         hw = overrides or hw_from_dict(reader.header.hardware, f"{path}: header hardware")
@@ -83,7 +94,7 @@ def simulate_trace(path: str, ideal_memory: bool, overrides: HwConfig | None = N
         stats = acc.run(reader.instructions(), layer.name, f"{path}: ")
         stats.series = dict(reader.header.series)
         stats.tiling = dict(reader.header.tiling)
-    return hw, stats
+    return hw, add_energy(stats, hw, energy)
 
 
 def trace_header(layer: Layer, hw: HwConfig, series: LayerSeries, tiling: Tiling, ideal_memory: bool) -> TraceHeader:

@@ -28,6 +28,8 @@ class LayerStats:
     actions: dict[str, dict[str, int]]  # per unit, for the energy model
     series: dict[str, str] = field(default_factory=dict)
     tiling: dict[str, Any] = field(default_factory=dict)
+    energy_pj: dict[str, float] = field(default_factory=dict)  # per unit and total (simulator.energy)
+    edp: float = 0.0  # energy x delay, pJ*ns
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -61,17 +63,17 @@ def collect(name: str, acc: Accelerator) -> LayerStats:
             "dram": {"read_bursts": d.reads, "write_bursts": d.writes, "activates": d.activates,
                      "precharges": d.precharges},
             "pe_array": {"macs": a.macs_issued, "folds": a.folds},
-            "metadata_decoder": {"folds": acc.decoder.folds},
+            "metadata_decoder": {"folds": acc.decoder.folds, "indices": acc.decoder.indices},
             "accumulator": {"adds": acc.accumulator.adds},
-            "tasd_units": {"groups": acc.tasd_units.groups},
+            "tasd_units": {"groups": acc.tasd_units.groups, "elements": acc.tasd_units.elements},
             **{f"sram_{n}": {"read_bytes": b.stats.read_bytes, "write_bytes": b.stats.write_bytes}
                for n, b in acc.buffers.items()},
         },
     )
 
 
-def total(layers: list[LayerStats], pes: int) -> dict[str, Any]:
-    """Sums over layers run one after another."""
+def total(layers: list[LayerStats], pes: int, clock_ghz: float) -> dict[str, Any]:
+    """Sums over layers run one after another; EDP is the total energy times the total delay."""
     cycles = sum(s.cycles for s in layers)
     useful = sum(s.macs_useful for s in layers)
     stalls: dict[str, int] = {}
@@ -82,6 +84,10 @@ def total(layers: list[LayerStats], pes: int) -> dict[str, Any]:
     for s in layers:
         for key, value in s.dram_bytes.items():
             dram[key] = dram.get(key, 0) + value
+    energy: dict[str, float] = {}
+    for s in layers:
+        for unit, value in s.energy_pj.items():
+            energy[unit] = energy.get(unit, 0.0) + value
     return {
         "cycles": cycles,
         "compute_cycles": sum(s.compute_cycles for s in layers),
@@ -90,4 +96,6 @@ def total(layers: list[LayerStats], pes: int) -> dict[str, Any]:
         "macs_issued": sum(s.macs_issued for s in layers),
         "macs_useful": useful,
         "dram_bytes": dram,
+        "energy_pj": energy,
+        "edp": energy.get("total", 0.0) * cycles / clock_ghz,
     }
