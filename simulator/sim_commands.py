@@ -44,7 +44,7 @@ def run_simulate(args: argparse.Namespace) -> int:
         layers = [simulate_layer(layer, hw, _series(args, layer, hw), ideal) for layer in _layers(args)]
     pes = hw.pe_array.rows * hw.pe_array.cols
     result = {"hardware": hw.as_dict(), "memory": args.memory,
-              "layers": [s.as_dict() for s in layers], "total": total(layers, pes)}
+              "layers": [s.as_dict() for s in layers], "total": total(layers, pes, hw.clock_ghz)}
     if args.out:
         write_reports(args.out, layers, result)
     if args.json:
