@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from simulator import sweep_run
 from traces.errors import TasdsimError
 
 
@@ -58,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layers", help="the layer to trace")
     _add_layer_options(p)
     p.add_argument("-o", "--output", required=True, help="the .trace file to write")
+    sweep_run.add_sweep_parser(sub)
     return parser
 
 
@@ -82,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     from simulator import frontend_commands, sim_commands
 
     handlers = {"decompose": frontend_commands.run_decompose, "search": frontend_commands.run_search,
-                "simulate": sim_commands.run_simulate, "trace": sim_commands.run_trace}
+                "simulate": sim_commands.run_simulate, "trace": sim_commands.run_trace,
+                "sweep": sweep_run.run_sweep_command}
     try:
         return handlers[args.command](args)
     except TasdsimError as err:

@@ -1,0 +1,163 @@
+"""`tasdsim sweep`: run a sweep's points in parallel processes (local or dask), store each at once.
+
+Each point runs the whole workload on its hardware (every layer simulated, energy from the table)
+and returns its metrics; a failing point is stored with its error and the sweep goes on.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from typing import Any
+
+from tqdm import tqdm
+
+from simulator.config import load_hw
+from simulator.energy import load_energy
+from simulator.run import choose_series, simulate_layer
+from simulator.stats import total
+from simulator.sweep_spec import Point, SweepSpec, load_spec
+from simulator.sweep_store import ResultStore
+from traces.errors import TasdsimError
+from traces.search import parse_constraint
+from traces.workloads import Layer, gemm_layer, load_workload
+
+
+def point_layers(workload: dict[str, Any]) -> list[Layer]:
+    if "gemm" in workload:
+        return [gemm_layer(str(workload["gemm"]))]
+    w = load_workload(str(workload["name"]), batch=workload.get("batch"), seq_len=workload.get("seq_len"))
+    if workload.get("layers"):
+        w = w.select([str(n) for n in workload["layers"]])
+    return list(w.layers)
+
+
+def run_point(point: Point) -> tuple[str, dict[str, Any], str | None, dict[str, Any] | None]:
+    """Simulate one point: (id, resolved config, error, metrics). Never raises for a bad point."""
+    config: dict[str, Any] = {"run": point.run, "overrides": list(point.overrides), "workload": point.workload}
+    try:
+        hw = load_hw(point.run["hw"], point.overrides)
+        config["hardware"] = hw.as_dict()
+        table = load_energy(point.run["energy"])
+        constraint = parse_constraint(point.run["quality"])
+        stats = []
+        for layer in point_layers(point.workload):
+            series = choose_series(layer, hw, point.run["tasd"], point.run["operand"], constraint,
+                                   int(point.run["max_terms"]), int(point.run["seed"]), 0.5)
+            stats.append(simulate_layer(layer, hw, series, point.run["memory"] == "ideal", table))
+        t = total(stats, hw.pe_array.rows * hw.pe_array.cols, hw.clock_ghz)
+        metrics = {"cycles": t["cycles"], "compute_cycles": t["compute_cycles"], "energy_pj": t["energy_pj"]["total"],
+                   "edp": t["edp"], "utilization": t["utilization"], "macs_useful": t["macs_useful"],
+                   "dram_read_bytes": t["dram_bytes"]["read"], "dram_write_bytes": t["dram_bytes"]["write"]}
+        return point.id, config, None, metrics
+    except TasdsimError as err:
+        return point.id, config, str(err), None
+
+
+def _local(points: list[Point], jobs: int) -> Iterator[tuple]:
+    """Results as they finish, from a pool of `jobs` processes (at most 2 x jobs in flight)."""
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        pending, queue = set(), iter(points)
+        try:
+            while True:
+                while len(pending) < 2 * jobs:
+                    nxt = next(queue, None)
+                    if nxt is None:
+                        break
+                    pending.add(pool.submit(run_point, nxt))
+                if not pending:
+                    return
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    yield future.result()
+        finally:
+            for future in pending:
+                future.cancel()
+
+
+def _dask(points: list[Point], jobs: int, scheduler: str | None) -> Iterator[tuple]:
+    """Results as they finish, from a dask.distributed cluster (a LocalCluster of `jobs` workers
+    when no scheduler address is given)."""
+    try:
+        from dask.distributed import Client, LocalCluster, as_completed
+    except ImportError:
+        raise TasdsimError("the dask executor needs dask.distributed: pip install 'tasdsim[dist]'") from None
+    cluster = None if scheduler else LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True,
+                                                   dashboard_address=None)
+    try:
+        with Client(scheduler or cluster) as client:
+            futures = client.map(run_point, points, pure=False)
+            for future in as_completed(futures):
+                yield future.result()
+    except OSError as err:
+        raise TasdsimError(f"dask scheduler {scheduler}: cannot connect: {err}") from None
+    finally:
+        if cluster is not None:
+            cluster.close()
+
+
+def run_sweep(spec: SweepSpec, out: str, jobs: int, executor: str, scheduler: str | None, resume: bool,
+              progress: bool = True) -> dict[str, int]:
+    """Run every point not yet stored; returns counts of ok, failed, filtered and skipped points."""
+    os.makedirs(out, exist_ok=True)
+    store = ResultStore(os.path.join(out, "results.sqlite"))
+    try:
+        if not resume:
+            store.clear()
+        points, filtered = spec.points()
+        done = store.done_ids()
+        todo = [p for p in points if p.id not in done]
+        counts = {"ok": 0, "failed": 0, "filtered": len(filtered), "skipped": len(points) - len(todo)}
+        for index, values, condition in filtered:
+            store.write(f"filtered-{index}", index, values, {"filter": condition}, "filtered",
+                        f"filtered by {condition}", None)
+        by_id = {p.id: p for p in todo}
+        results: Callable[[], Iterator[tuple]] = (
+            (lambda: _local(todo, jobs)) if executor == "local" else (lambda: _dask(todo, jobs, scheduler)))
+        with tqdm(total=len(points), initial=counts["skipped"], unit="point", disable=None if progress else True,
+                  file=sys.stderr) as bar:
+            for point_id, config, error, metrics in results():
+                point = by_id[point_id]
+                store.write(point_id, point.index, point.axes, config, "failed" if error else "ok", error, metrics)
+                counts["failed" if error else "ok"] += 1
+                bar.update(1)
+        store.write_csv(os.path.join(out, "results.csv"), spec.axis_keys)
+        return counts
+    finally:
+        store.close()
+
+
+def add_sweep_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("sweep", help="run a hardware parameter sweep in parallel, resumable")
+    p.add_argument("spec", help="bundled sweep name or YAML path")
+    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="parallel processes (default: cores)")
+    p.add_argument("--executor", choices=["local", "dask"], default="local")
+    p.add_argument("--scheduler", help="dask scheduler address tcp://host:port (joins an existing cluster)")
+    p.add_argument("--resume", action="store_true", help="skip the points already in DIR/results.sqlite")
+    p.add_argument("--out", default="sweep-out", help="result directory (default sweep-out)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run_sweep_command(args: argparse.Namespace) -> int:
+    spec = load_spec(args.spec)
+    if args.jobs < 1:
+        raise TasdsimError(f"--jobs must be at least 1, got {args.jobs}")
+    if args.scheduler and args.executor != "dask":
+        raise TasdsimError("--scheduler needs --executor dask")
+    points, filtered = spec.points()
+    print(f"sweep {spec.name}: {len(points)} points ({len(filtered)} filtered out), {args.jobs} jobs, "
+          f"executor {args.executor}, results in {args.out}", file=sys.stderr)
+    for index, values, condition in filtered:
+        print(f"  point {index} filtered out: {values} fails {condition}", file=sys.stderr)
+    try:
+        counts = run_sweep(spec, args.out, args.jobs, args.executor, args.scheduler, args.resume,
+                           progress=not args.no_progress)
+    except KeyboardInterrupt:
+        print(f"sweep interrupted: finished points are in {args.out}/results.sqlite; "
+              f"run again with --resume to finish", file=sys.stderr)
+        return 130
+    print(f"{counts['ok']} ok, {counts['failed']} failed, {counts['filtered']} filtered, "
+          f"{counts['skipped']} already done; {args.out}/results.csv")
+    return 1 if counts["failed"] else 0
