@@ -34,7 +34,6 @@ less than `min_transfer_cycles` (bytes / peak bandwidth over all channels).
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -45,6 +44,7 @@ import simpy
 import yaml
 from numba import njit
 
+from traces.bundled import bundled_files
 from traces.errors import TasdsimError
 
 _INT_KEYS = ("cl", "trcd", "trp", "tras", "burst_length", "bus_bits", "bank_groups",
@@ -125,7 +125,7 @@ def _is_int(value: Any) -> bool:
 
 def list_dram_presets() -> list[str]:
     """Names of the bundled DRAM presets."""
-    return sorted(_bundled())
+    return sorted(bundled_files("dram"))
 
 
 def load_dram_preset(name: str) -> DramTiming:
@@ -138,7 +138,7 @@ def load_dram_preset(name: str) -> DramTiming:
             raise TasdsimError(f"{name}: no such DRAM config file")
         label, preset = str(path), path.stem
     else:
-        bundled = _bundled()
+        bundled = bundled_files("dram")
         if name not in bundled:
             raise TasdsimError(f"unknown DRAM preset {name!r} (presets: {', '.join(sorted(bundled))})")
         path, label, preset = bundled[name], f"dram/{name}.yaml", name
@@ -158,19 +158,6 @@ def load_dram_preset(name: str) -> DramTiming:
     if problem:
         raise TasdsimError(f"{label}: {problem[0]}: {problem[1]}")
     return DramTiming(name=preset, **data)
-
-
-def _bundled() -> dict[str, Path]:
-    """Bundled DRAM preset files by name, from the `configs` namespace package (see
-    traces.workloads._bundled for why not importlib.resources)."""
-    spec = importlib.util.find_spec("configs")
-    found: dict[str, Path] = {}
-    for root in spec.submodule_search_locations if spec else ():
-        folder = Path(root) / "dram"
-        if folder.is_dir():
-            for file in sorted(folder.glob("*.yaml")):
-                found.setdefault(file.stem, file)
-    return found
 
 
 @dataclass

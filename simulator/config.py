@@ -26,7 +26,6 @@ sparse patterns the MAC lanes accept ("dense" may be listed too).
 from __future__ import annotations
 
 import copy
-import importlib.util
 import math
 import os
 from collections.abc import Sequence
@@ -36,6 +35,7 @@ from typing import Any, Callable
 
 import yaml
 
+from traces.bundled import bundled_files
 from traces.errors import TasdsimError
 from traces.patterns import DENSE, Pattern, parse_pattern
 
@@ -161,12 +161,12 @@ class HwConfig:
 
 def list_hw_presets() -> list[str]:
     """Names of the bundled hardware presets (files in `configs/hw/`)."""
-    return sorted(_config_files("hw"))
+    return sorted(bundled_files("hw"))
 
 
 def list_dram_presets() -> list[str]:
     """Names accepted by `dram.preset` (files in `configs/dram/`)."""
-    return sorted(_config_files("dram"))
+    return sorted(bundled_files("dram"))
 
 
 def load_hw(name_or_path: str | os.PathLike, overrides: Sequence[str] = ()) -> HwConfig:
@@ -182,7 +182,7 @@ def load_hw(name_or_path: str | os.PathLike, overrides: Sequence[str] = ()) -> H
         if not path.is_file():
             raise TasdsimError(f"{text}: no such hardware config file")
     else:
-        presets = _config_files("hw")
+        presets = bundled_files("hw")
         if text not in presets:
             raise TasdsimError(
                 f"unknown hardware preset {text!r}; presets: {', '.join(sorted(presets))} "
@@ -465,22 +465,6 @@ def _parse_yaml(text: str, label: str) -> Any:
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(err, "problem", None) or err
         raise TasdsimError(f"{label}: {where}not valid YAML: {problem}") from None
-
-
-def _config_files(folder: str) -> dict[str, Path]:
-    """`configs/<folder>/*.yaml` by stem, from the `configs` namespace package.
-
-    Walks the package's search path instead of `importlib.resources.files("configs")`, which fails
-    on Python 3.11 for namespace packages in editable installs.
-    """
-    spec = importlib.util.find_spec("configs")
-    found: dict[str, Path] = {}
-    for root in spec.submodule_search_locations if spec else ():
-        directory = Path(root) / folder
-        if directory.is_dir():
-            for file in sorted(directory.glob("*.yaml")):
-                found.setdefault(file.stem, file)
-    return found
 
 
 def _kind(value: Any) -> str:

@@ -7,7 +7,6 @@ times delay (ns): `edp` is in pJ*ns.
 """
 from __future__ import annotations
 
-import importlib.util
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ import yaml
 
 from simulator.config import HwConfig
 from simulator.stats import LayerStats
+from traces.bundled import bundled_files
 from traces.errors import TasdsimError
 
 OPERAND_TYPES = {1: "int8", 2: "fp16", 4: "fp32"}
@@ -52,12 +52,7 @@ _KEYS = ("name", "mac", "psum_add", "sram_64b", "dram_64b", "metadata_index", "t
 
 def energy_table_files() -> dict[str, Path]:
     """Bundled energy tables by name (configs/energy/NAME.yaml)."""
-    spec = importlib.util.find_spec("configs")
-    found: dict[str, Path] = {}
-    for location in (spec.submodule_search_locations or []) if spec else []:
-        for file in sorted((Path(location) / "energy").glob("*.yaml")):
-            found.setdefault(file.stem, file)
-    return found
+    return bundled_files("energy")
 
 
 def load_energy(name_or_path: str) -> EnergyTable:

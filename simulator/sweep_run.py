@@ -14,6 +14,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from simulator import plots
 from simulator.config import load_hw
 from simulator.energy import load_energy
 from simulator.run import choose_series, simulate_layer
@@ -124,6 +125,7 @@ def run_sweep(spec: SweepSpec, out: str, jobs: int, executor: str, scheduler: st
                 counts["failed" if error else "ok"] += 1
                 bar.update(1)
         store.write_csv(os.path.join(out, "results.csv"), spec.axis_keys)
+        counts["plots"] = len(plots.sweep_plots(store.rows(), spec.axis_keys, out))
         return counts
     finally:
         store.close()
@@ -160,4 +162,8 @@ def run_sweep_command(args: argparse.Namespace) -> int:
         return 130
     print(f"{counts['ok']} ok, {counts['failed']} failed, {counts['filtered']} filtered, "
           f"{counts['skipped']} already done; {args.out}/results.csv")
+    if counts["plots"]:
+        print(f"{counts['plots']} plots written to {args.out} (metric per axis, cycles-energy Pareto front)")
+    elif not plots.available():
+        print("no plots: matplotlib is not installed (pip install 'tasdsim[plots]')")
     return 1 if counts["failed"] else 0

@@ -21,7 +21,6 @@ everything that determines its result, so a resumed sweep recognises the points 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import itertools
 import json
 import operator
@@ -32,6 +31,7 @@ from typing import Any
 
 import yaml
 
+from traces.bundled import bundled_files
 from traces.errors import TasdsimError
 
 RUN_KEYS = ("hw", "tasd", "operand", "memory")  # axis keys that are not hardware config keys
@@ -134,12 +134,7 @@ def load_spec(name_or_path: str) -> SweepSpec:
 
 def sweep_files() -> dict[str, Path]:
     """Bundled sweeps by name (configs/sweeps/NAME.yaml)."""
-    spec = importlib.util.find_spec("configs")
-    found: dict[str, Path] = {}
-    for location in (spec.submodule_search_locations or []) if spec else []:
-        for file in sorted((Path(location) / "sweeps").glob("*.yaml")):
-            found.setdefault(file.stem, file)
-    return found
+    return bundled_files("sweeps")
 
 
 def parse_spec(raw: Any, label: str) -> SweepSpec:

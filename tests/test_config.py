@@ -223,7 +223,7 @@ def test_preset_errors_name_the_preset_file(monkeypatch, tmp_path):
     raw = _raw()
     raw["pe_array"]["rows"] = 0
     fake = _write(tmp_path, raw, name="vegeta-m4.yaml")
-    monkeypatch.setattr(config, "_config_files", lambda folder: {"vegeta-m4": fake} if folder == "hw"
+    monkeypatch.setattr(config, "bundled_files", lambda folder: {"vegeta-m4": fake} if folder == "hw"
                         else {"ddr4-3200": fake, "hbm2": fake})
     with pytest.raises(TasdsimError) as info:
         load_hw("vegeta-m4")

@@ -25,7 +25,6 @@ def test_45nm_table_values_are_horowitz():
 
 def test_layer_energy_is_counts_times_table():
     hw = load_hw("vegeta-m4")
-    t = load_energy("45nm")
     s = simulate_layer(gemm_layer("64x96x128"), hw, LayerSeries(weights=parse_series("2:4+1:4")), False)
     # MACs issued: terms 2:4 and 1:4 -> depths 64 and 32 rows of K=128; 64 rows x 96 cols each.
     macs = (64 + 32) * 96 * 64

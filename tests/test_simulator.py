@@ -9,8 +9,6 @@ Formulas (R x C array, GEMM O[M x N] = I[M x K] . W[K x N]):
 - OS with a series: ceil(M/R) * ceil(N/C) * (2R + C + sum(d_i) - 2).
 """
 import json
-import math
-import os
 
 import pytest
 

@@ -27,7 +27,6 @@ Any integer field may name a parameter instead. `in_size`, `kernel`, `stride`, `
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from typing import Any, NoReturn
 
 import yaml
 
+from traces.bundled import bundled_files
 from traces.errors import TasdsimError
 
 KINDS = ("conv", "linear", "matmul")
@@ -150,7 +150,7 @@ def layers_from_weight_shapes(
 
 def list_workloads() -> list[str]:
     """Names of the bundled workloads."""
-    return sorted(_bundled())
+    return sorted(bundled_files("workloads"))
 
 
 def load_workload(name_or_path: str, batch: int | None = None, seq_len: int | None = None) -> Workload:
@@ -164,7 +164,7 @@ def load_workload(name_or_path: str, batch: int | None = None, seq_len: int | No
             raise TasdsimError(f"{name_or_path}: no such workload file")
         label = name_or_path
     else:
-        bundled = _bundled()
+        bundled = bundled_files("workloads")
         if name_or_path not in bundled:
             raise TasdsimError(
                 f"unknown workload {name_or_path!r}; bundled: {', '.join(sorted(bundled))} "
@@ -196,22 +196,6 @@ def load_workload(name_or_path: str, batch: int | None = None, seq_len: int | No
     if duplicates:
         raise TasdsimError(f"{label}: layers: duplicate layer names {', '.join(duplicates)}")
     return Workload(path.stem, tuple(layers))
-
-
-def _bundled() -> dict[str, Path]:
-    """Bundled workload files by name, from the `configs` namespace package.
-
-    Walks the package's search path instead of `importlib.resources.files("configs")`, which fails
-    on Python 3.11 for namespace packages in editable installs (python/importlib_resources#311).
-    """
-    spec = importlib.util.find_spec("configs")
-    found: dict[str, Path] = {}
-    for root in spec.submodule_search_locations if spec else ():
-        folder = Path(root) / "workloads"
-        if folder.is_dir():
-            for file in sorted(folder.glob("*.yaml")):
-                found.setdefault(file.stem, file)
-    return found
 
 
 def _fail(label: str, path: str, message: str) -> NoReturn:
