@@ -1,7 +1,7 @@
 """TASDER: choose, per layer, the cheapest TASD series the hardware supports that keeps quality.
 
 Candidates are every multiset of the supported patterns with 1..max_terms terms whose compute
-density sum(N/M) is at most 1, each ordered as the greedy decomposition runs it: denser terms first,
+density sum(N/M) is below 1 (a series at density 1 costs what dense costs, plus its metadata), each ordered as the greedy decomposition runs it: denser terms first,
 then larger M. Candidates are tried from cheapest (compute density, then fewer terms, then name) and
 the first that meets the quality constraint wins. When none does, the layer runs dense (compute
 density 1, lossless) and the result says so. With a whole-model budget the constraint applies to the
@@ -60,7 +60,7 @@ def parse_constraint(text: str) -> Constraint:
 
 
 def candidate_series(patterns: tuple[Pattern, ...], max_terms: int) -> list[Series]:
-    """Every supported series of 1..max_terms terms with compute density <= 1, cheapest first."""
+    """Every supported series of 1..max_terms terms with compute density below 1, cheapest first."""
     if max_terms < 1:
         raise TasdsimError(f"max-terms must be at least 1, got {max_terms}")
     found = []
@@ -68,7 +68,7 @@ def candidate_series(patterns: tuple[Pattern, ...], max_terms: int) -> list[Seri
         for combo in itertools.combinations_with_replacement(patterns, count):
             terms = tuple(sorted(combo, key=lambda p: (-p.density, -p.m, p.n)))
             series = Series(terms)
-            if series.compute_density <= 1 + 1e-12 and not series.is_dense:
+            if series.compute_density < 1 - 1e-12:
                 found.append(series)
     return sorted(found, key=lambda s: (s.compute_density, len(s.terms), str(s)))
 
