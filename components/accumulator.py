@@ -13,6 +13,7 @@ import simpy
 from components.sram import SramBuffer
 from components.units import Completions, Inbox
 from simulator.config import AccumulatorConfig
+from simulator.timeline import Timeline
 from traces.isa import Instr
 
 
@@ -20,8 +21,9 @@ class Accumulator:
     """Adder array of `width` psum words per cycle with a `latency`-cycle pipeline."""
 
     def __init__(self, env: simpy.Environment, config: AccumulatorConfig, outputs: SramBuffer, psum_bytes: int,
-                 inbox: Inbox, completions: Completions) -> None:
+                 inbox: Inbox, completions: Completions, timeline: Timeline | None = None) -> None:
         self.env = env
+        self.timeline = timeline
         self.config = config
         self.outputs = outputs
         self.psum_bytes = psum_bytes
@@ -39,8 +41,11 @@ class Accumulator:
             yield from self.completions.wait(ins)
             words = ins["words"]
             cycles = self.cycles(words)
+            start = self.env.now
             yield self.env.timeout(cycles)
             self.busy_cycles += cycles
+            if self.timeline is not None:
+                self.timeline.span("accumulation path", "ACC", f"ACC {ins.id}", start, self.env.now, {"words": words})
             self.adds += words
             self.outputs.read(2 * words * self.psum_bytes)
             self.outputs.write(words * self.psum_bytes)

@@ -14,6 +14,7 @@ import simpy
 from components.dram import Dram
 from components.sram import SramBuffer
 from components.units import Completions, Inbox
+from simulator.timeline import Timeline
 from traces.isa import Instr
 
 
@@ -21,9 +22,11 @@ class DmaEngine:
     """DMA queues, one process per buffer."""
 
     def __init__(self, env: simpy.Environment, dram: Dram, buffers: dict[str, SramBuffer],
-                 inboxes: dict[str, Inbox], completions: Completions, where: str = "") -> None:
+                 inboxes: dict[str, Inbox], completions: Completions, where: str = "",
+                 timeline: Timeline | None = None) -> None:
         self.env = env
         self.where = where
+        self.timeline = timeline
         self.dram = dram
         self.buffers = buffers
         self.completions = completions
@@ -52,6 +55,11 @@ class DmaEngine:
             if finish > now:
                 yield self.env.timeout(finish - now)
             self.busy_cycles[name] += finish - now
+            if self.timeline is not None:
+                label = f"{ins.op} {ins.id}"
+                self.timeline.span("DMA", name, label, now, finish, {"bytes": nbytes, "addr": ins["addr"]})
+                self.timeline.span("DRAM", name, label, now, dram_done, {"bytes": nbytes})
+                self.timeline.dram_transfer(now, dram_done, nbytes)
             for buf, slot in ins.free:
                 self.buffers[buf].free(slot)
             if finish == now and waited:

@@ -13,6 +13,7 @@ import simpy
 
 from components.units import Inbox
 from simulator.config import HwConfig
+from simulator.timeline import Timeline
 from traces.errors import TasdsimError
 from traces.isa import Instr
 from traces.patterns import Pattern, parse_pattern
@@ -22,8 +23,9 @@ class MetadataDecoder:
     """Metadata decoder unit; `decoded[id]` fires when fold `id` may start."""
 
     def __init__(self, env: simpy.Environment, hw: HwConfig, inbox: Inbox, events: dict[int, simpy.Event],
-                 where: str) -> None:
+                 where: str, timeline: Timeline | None = None) -> None:
         self.env = env
+        self.timeline = timeline
         self.hw = hw
         self.latency = hw.metadata_decoder.latency
         self.decoded = events
@@ -53,8 +55,12 @@ class MetadataDecoder:
             if weights_loaded is not None:
                 yield weights_loaded
             if self.latency:
+                start = self.env.now
                 yield self.env.timeout(self.latency)
                 self.busy_cycles += self.latency
+                if self.timeline is not None:
+                    self.timeline.span("metadata decoder", "decode", f"decode {ins.id} {ins.fields['pattern']}",
+                                       start, self.env.now)
             self.folds += 1
             self.indices += ins.fields["rows"] * ins.fields["cols"]
             self.decoded.pop(ins.id).succeed()

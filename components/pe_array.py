@@ -21,6 +21,7 @@ import simpy
 
 from components.sram import SramBuffer
 from components.units import Completions, Inbox
+from simulator.timeline import Timeline
 from simulator.config import HwConfig
 from traces.isa import Instr
 
@@ -39,8 +40,10 @@ class PeArray:
     """The PE array unit, fed COMPUTE instructions in order."""
 
     def __init__(self, env: simpy.Environment, hw: HwConfig, buffers: dict[str, SramBuffer], inbox: Inbox,
-                 completions: Completions, decoded: dict[int, simpy.Event], idle_cause: Callable[[], str]) -> None:
+                 completions: Completions, decoded: dict[int, simpy.Event], idle_cause: Callable[[], str],
+                 timeline: Timeline | None = None) -> None:
         self.env = env
+        self.timeline = timeline
         self.hw = hw
         self.buffers = buffers
         self.completions = completions
@@ -73,14 +76,22 @@ class PeArray:
         b_out.write(psum_writes)
         return max(b_in.cycles(inputs), b_w.cycles(weights), b_out.cycles(psum_reads + psum_writes))
 
+    def _record(self, ins: Instr, idle_start: int, start: int, cycles: int, port: int) -> None:
+        tl = self.timeline
+        tl.span("PE array", "stalls", "waiting", idle_start, start, busy=False)
+        f = ins.fields
+        tl.span("PE array", "folds", f"fold {ins.id} term {f['term']} {f['pattern']}", start, start + cycles,
+                {"rows": f["rows"], "cols": f["cols"], "t": f["t"], "macs": f["macs"]})
+        tl.span("PE array", "stalls", "sram ports", start + cycles, start + port, busy=False)
+
     def _run(self, inbox: Inbox) -> Generator[simpy.Event, Any, None]:
         s = self.stats
         while True:
-            start = self.env.now
+            idle_start = self.env.now
             cause = None if inbox.items else self.idle_cause()
             ins: Instr = yield from inbox.take()
             if cause is not None:
-                s.stall_cycles[cause] += self.env.now - start
+                s.stall_cycles[cause] += self.env.now - idle_start
             for cause, cycles in (yield from self.completions.wait(ins)):
                 s.stall_cycles[cause] += cycles
             decoded = self.decoded.get(ins.id)
@@ -90,6 +101,9 @@ class PeArray:
                 s.stall_cycles["metadata_decoder"] += self.env.now - start
             cycles = self.fold_cycles(ins)
             port = self._port_cycles(ins)
+            start = self.env.now
+            if self.timeline is not None:
+                self._record(ins, idle_start, start, cycles, port)
             yield self.env.timeout(max(cycles, port))
             s.compute_cycles += cycles
             s.stall_cycles["sram"] += max(0, port - cycles)

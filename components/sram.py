@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from simulator.config import BufferConfig
+from simulator.timeline import Timeline
 from traces.errors import TasdsimError
 
 
@@ -21,8 +22,10 @@ class SramStats:
 class SramBuffer:
     """One on-chip buffer; `ideal` gives it unbounded bandwidth and capacity (for validation)."""
 
-    def __init__(self, name: str, config: BufferConfig, slots: int, ideal: bool) -> None:
+    def __init__(self, name: str, config: BufferConfig, slots: int, ideal: bool,
+                 timeline: Timeline | None = None) -> None:
         self.name = name
+        self.timeline = timeline
         self.config = config
         self.slots = slots
         self.ideal = ideal
@@ -46,6 +49,7 @@ class SramBuffer:
         self.held[slot] = nbytes
         self.stats.write_bytes += nbytes
         self.stats.peak_occupancy_bytes = max(self.stats.peak_occupancy_bytes, sum(self.held))
+        self._occupancy()
 
     def read(self, nbytes: int) -> None:
         self.stats.read_bytes += nbytes
@@ -55,3 +59,8 @@ class SramBuffer:
 
     def free(self, slot: int) -> None:
         self.held[slot] = 0
+        self._occupancy()
+
+    def _occupancy(self) -> None:
+        if self.timeline is not None:
+            self.timeline.counter(f"buffer {self.name}", "occupancy (bytes)", sum(self.held))

@@ -12,6 +12,7 @@ from typing import Any
 import simpy
 
 from components.units import Completions, Inbox
+from simulator.timeline import Timeline
 from traces.isa import Instr
 from traces.patterns import parse_pattern
 
@@ -19,8 +20,10 @@ from traces.patterns import parse_pattern
 class TasdUnits:
     """`count` TASD units."""
 
-    def __init__(self, env: simpy.Environment, count: int, inbox: Inbox, completions: Completions) -> None:
+    def __init__(self, env: simpy.Environment, count: int, inbox: Inbox, completions: Completions,
+                 timeline: Timeline | None = None) -> None:
         self.env = env
+        self.timeline = timeline
         self.count = count
         self.completions = completions
         self.groups = 0
@@ -37,8 +40,12 @@ class TasdUnits:
             yield from self.completions.wait(ins)
             m = parse_pattern(str(ins["pattern"])).m
             cycles = self.cycles(ins["groups"], m)
+            start = self.env.now
             yield self.env.timeout(cycles)
             self.busy_cycles += cycles
+            if self.timeline is not None:
+                self.timeline.span("TASD units", "TASD", f"TASD {ins.id} term {ins['term']} {ins['pattern']}",
+                                   start, self.env.now, {"groups": ins["groups"]})
             self.groups += ins["groups"]
             self.elements += ins["groups"] * m
             self.completions.done(ins, "tasd_units")

@@ -22,6 +22,7 @@ from components.tasd_unit import TasdUnits
 from components.units import Completions, Inbox
 from simulator.config import HwConfig
 from simulator.stats import LayerStats, collect
+from simulator.timeline import Timeline
 from traces.errors import TasdsimError
 from traces.isa import BUFFERS, Instr
 
@@ -32,13 +33,13 @@ SLOTS = {"weights": 2, "inputs": 2, "outputs": 4}  # double buffering; outputs 2
 class Accelerator:
     """One accelerator instance for one layer run."""
 
-    def __init__(self, hw: HwConfig, ideal_memory: bool, where: str = "") -> None:
+    def __init__(self, hw: HwConfig, ideal_memory: bool, where: str = "", timeline: Timeline | None = None) -> None:
         self.hw = hw
         self.where = where
         self.env = env = simpy.Environment()
         timing = load_dram_preset(hw.dram.preset).with_channels(hw.dram.channels)
         self.dram = Dram(env, timing, hw.clock_ghz, ideal=ideal_memory)
-        self.buffers = {name: SramBuffer(name, getattr(hw.buffers, name), SLOTS[name], ideal_memory)
+        self.buffers = {name: SramBuffer(name, getattr(hw.buffers, name), SLOTS[name], ideal_memory, timeline)
                         for name in BUFFERS}
         self.completions = Completions(env)
         self.inboxes = {name: Inbox(env, QUEUE_DEPTH)
@@ -46,13 +47,15 @@ class Accelerator:
         self.decoded: dict[int, simpy.Event] = {}
         self.blocked_on = "dram"
         self.dma = DmaEngine(env, self.dram, self.buffers, {b: self.inboxes[b] for b in BUFFERS}, self.completions,
-                             where)
-        self.decoder = MetadataDecoder(env, hw, self.inboxes["decoder"], self.decoded, where)
+                             where, timeline)
+        self.decoder = MetadataDecoder(env, hw, self.inboxes["decoder"], self.decoded, where, timeline)
         self.array = PeArray(env, hw, self.buffers, self.inboxes["array"], self.completions, self.decoded,
-                             lambda: self.blocked_on)
+                             lambda: self.blocked_on, timeline)
         self.accumulator = Accumulator(env, hw.accumulator, self.buffers["outputs"], hw.psum_bytes,
-                                       self.inboxes["acc"], self.completions)
-        self.tasd_units = TasdUnits(env, hw.tasd_units.count, self.inboxes["tasd"], self.completions)
+                                       self.inboxes["acc"], self.completions, timeline)
+        self.tasd_units = TasdUnits(env, hw.tasd_units.count, self.inboxes["tasd"], self.completions, timeline)
+        if timeline is not None:
+            timeline.start_layer(env)
 
     UNIT_NAMES = {"weights": "DMA weights queue", "inputs": "DMA inputs queue", "outputs": "DMA outputs queue",
                   "tasd": "TASD units", "array": "PE array", "acc": "accumulation path"}

@@ -7,6 +7,7 @@ from simulator.config import HwConfig, hw_from_dict
 from simulator.energy import EnergyTable, edp, layer_energy, load_energy
 from simulator.engine import Accelerator
 from simulator.stats import LayerStats
+from simulator.timeline import Timeline
 from traces import layer_tensors
 from traces.errors import TasdsimError
 from traces.generate import Tiling, generate, plan
@@ -68,11 +69,14 @@ def add_energy(stats: LayerStats, hw: HwConfig, table: EnergyTable | None) -> La
 
 
 def simulate_layer(layer: Layer, hw: HwConfig, series: LayerSeries, ideal_memory: bool,
-                   energy: EnergyTable | None = None) -> LayerStats:
-    """Generate the layer's trace and run it, streamed; energy from `energy` (default 45 nm)."""
+                   energy: EnergyTable | None = None, timeline: Timeline | None = None) -> LayerStats:
+    """Generate the layer's trace and run it, streamed; energy from `energy` (default 45 nm);
+    events into `timeline` when given."""
     tiling = plan(layer, hw, series.weights, series.activations, unbounded=ideal_memory)
-    acc = Accelerator(hw, ideal_memory)
+    acc = Accelerator(hw, ideal_memory, timeline=timeline)
     stats = acc.run(generate(layer, hw, series.weights, series.activations, tiling), layer.name, "")
+    if timeline is not None:
+        timeline.end_layer(layer.name, stats.cycles)
     stats.series, stats.tiling = series.as_dict(), tiling.as_dict()
     return add_energy(stats, hw, energy)
 
