@@ -31,6 +31,7 @@ class DmaEngine:
         self.buffers = buffers
         self.completions = completions
         self.busy_cycles = {name: 0 for name in inboxes}
+        self.transfers = 0
         self.dram_bytes = {"weights": 0, "metadata": 0, "inputs": 0, "psums_read": 0, "outputs": 0}
         self.processes = [env.process(self._run(name, inbox)) for name, inbox in inboxes.items()]
 
@@ -55,6 +56,7 @@ class DmaEngine:
             if finish > now:
                 yield self.env.timeout(finish - now)
             self.busy_cycles[name] += finish - now
+            self.transfers += 1
             if self.timeline is not None:
                 label = f"{ins.op} {ins.id}"
                 self.timeline.span("DMA", name, label, now, finish, {"bytes": nbytes, "addr": ins["addr"]})
