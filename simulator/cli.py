@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from simulator import sweep_run
+from simulator import sweep_run, train_commands
 from traces.errors import TasdsimError
 
 
@@ -60,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_layer_options(p)
     p.add_argument("-o", "--output", required=True, help="the .trace file to write")
     sweep_run.add_sweep_parser(sub)
+    train_commands.add_train_parsers(sub)
     return parser
 
 
@@ -85,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
 
     handlers = {"decompose": frontend_commands.run_decompose, "search": frontend_commands.run_search,
                 "simulate": sim_commands.run_simulate, "trace": sim_commands.run_trace,
-                "sweep": sweep_run.run_sweep_command}
+                "sweep": sweep_run.run_sweep_command,
+                "train": train_commands.run_train, "tasd-vs-train": train_commands.run_tasd_vs_train}
     try:
         return handlers[args.command](args)
     except TasdsimError as err:
