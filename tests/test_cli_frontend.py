@@ -7,23 +7,12 @@ import sys
 from pathlib import Path
 
 import ml_dtypes
-import numba
 import numpy as np
 import pytest
 
 from simulator.cli import main
 from traces.nm_format import load_terms
 from traces.tensors import nm_sparse, save_safetensors
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_numba_thread():
-    """These tensors have at most one 256-row chunk, so a single thread does the same work; it skips
-    the thread-pool hand-off, which costs milliseconds per call on a busy machine."""
-    before = numba.get_num_threads()
-    numba.set_num_threads(1)
-    yield
-    numba.set_num_threads(before)
 
 
 BF16 = np.dtype(ml_dtypes.bfloat16)

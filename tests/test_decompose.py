@@ -3,7 +3,6 @@ import math
 import zlib
 
 import ml_dtypes
-import numba
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -13,16 +12,6 @@ from traces.decompose import decompose, normalize_axis
 from traces.errors import TasdsimError
 from traces.patterns import parse_series
 from traces.tensors import nm_sparse
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_numba_thread():
-    """These tensors have at most one 256-row chunk, so a single thread does the same work; it skips
-    the thread-pool hand-off, which costs milliseconds per call on a busy machine."""
-    before = numba.get_num_threads()
-    numba.set_num_threads(1)
-    yield
-    numba.set_num_threads(before)
 
 
 BF16 = np.dtype(ml_dtypes.bfloat16)
@@ -377,18 +366,13 @@ def test_approximation_plus_residual_is_a_exactly(case):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.int8, BF16], ids=lambda d: np.dtype(d).name)
 def test_many_rows_use_several_chunks(dtype):
-    """More than 256 rows: several row chunks, run on every thread numba has."""
+    """More than 256 rows: several row chunks on the parallel kernel."""
     rng = np.random.default_rng(7)
     a = (rng.standard_normal((700, 12)) * 40).astype(np.float32)
     a[rng.random(a.shape) < 0.3] = 0
     a = a.astype(dtype) if dtype != np.int8 else np.clip(a, -128, 127).astype(np.int8)
-    before = numba.get_num_threads()
-    numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
-    try:
-        check_against_reference(a, None, terms_of("2:4+1:8"))
-        check_against_reference(a, 0, terms_of("3:5"))
-    finally:
-        numba.set_num_threads(before)
+    check_against_reference(a, None, terms_of("2:4+1:8"))
+    check_against_reference(a, 0, terms_of("3:5"))
 
 
 def test_input_is_not_modified():

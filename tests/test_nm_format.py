@@ -3,7 +3,6 @@ import math
 import zipfile
 
 import ml_dtypes
-import numba
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -22,16 +21,6 @@ from traces.nm_format import (
     unpack_metadata,
 )
 from traces.patterns import Pattern, parse_series
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_numba_thread():
-    """These tensors have at most one 256-row chunk, so a single thread does the same work; it skips
-    the thread-pool hand-off, which costs milliseconds per call on a busy machine."""
-    before = numba.get_num_threads()
-    numba.set_num_threads(1)
-    yield
-    numba.set_num_threads(before)
 
 
 BF16 = np.dtype(ml_dtypes.bfloat16)

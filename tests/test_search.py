@@ -2,7 +2,6 @@
 import itertools
 
 import ml_dtypes
-import numba
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -20,16 +19,6 @@ from traces.search import (
     weighted_metric,
 )
 from traces.tensors import nm_sparse
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_numba_thread():
-    """These tensors have at most one 256-row chunk, so a single thread does the same work; it skips
-    the thread-pool hand-off, which costs milliseconds per call on a busy machine."""
-    before = numba.get_num_threads()
-    numba.set_num_threads(1)
-    yield
-    numba.set_num_threads(before)
 
 
 
