@@ -2,9 +2,9 @@
 
 One TASD term is the sparse operand S in compressed form: per sparse row s, per group g of M
 consecutive K elements, N value slots and their in-group indices (`CompressedTerm.values` and
-`.indices`, shape (rows, groups, N)). The metadata decoder turns the indices into the dense K row
-each slot selects (`decode_metadata`: k = g * M + index), and every slot multiplies the dense
-operand's row k:
+`.indices`, shape (rows, groups, N)). The metadata decoder turns an index into the dense K row
+its slot selects, k = g * M + index (`term_operand`), and every slot multiplies that row of the
+dense operand:
 
     psum[s, c] += value[s, slot] * dense_t[k(s, slot), c]      for every compressed slot of row s
 
@@ -26,15 +26,18 @@ The walk counts what the array issues: a fold per (tile, fold) and rows x cols x
 fold, `useful` ones on real (not padded) slots, the numbers LayerStats reports for the same run.
 
 Speed: an output tile is split into chunks of CHUNK dense columns; the micro-kernel keeps a
-chunk's psums in eight 8-lane vector registers while the slots stream by (`_row_mac_wide`, written
-as LLVM IR because Numba does not keep array chunks in registers across a loop), a pass covers
-SLOT_BLOCK slots so the dense rows they select stay in L1, and when a term has enough work its
-output chunks are shared among threads (the kernels release the GIL; Numba's thread count).
-Every kernel is compiled once and cached on disk (`cache=True`).
+chunk's psums in eight 8-lane vector registers while the slots stream by (`_make_row_mac`,
+written as LLVM IR because Numba does not keep array chunks in registers across a loop); a pass
+covers SLOT_BLOCK slots, so the dense rows they select stay in L1; the compressed term is laid
+out tile after tile (as a weight buffer holds it), so a tile's slots stream from memory in order;
+and when a term has enough work its output chunks are shared among threads (the kernels release
+the GIL; Numba's thread count). Every kernel is compiled once and cached on disk (`cache=True`).
 """
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numba
 import numpy as np
@@ -161,30 +164,96 @@ _row_mac_wide = _make_row_mac(VECTORS)
 _row_mac_narrow = _make_row_mac(VECTORS // 2)  # the same over HALF_CHUNK columns
 
 
-# ---------------------------------------------------------------- metadata decoder
+# ---------------------------------------------------------------- the term as the array holds it
 
 
 @njit(cache=True, nogil=True)
-def decode_metadata(indices, m):  # pragma: no cover - compiled
-    """The dense K row each compressed slot selects: sel[s, g * N + j] = g * M + indices[s, g, j]."""
-    rows, groups, n = indices.shape
-    sel = np.empty((rows, groups * n), dtype=np.int32)
+def _passes(depth, fold_slots, pass_slots):  # pragma: no cover - compiled
+    """Slot ranges [start, end) of the walk, in order: fold after fold, pass_slots at a time."""
+    count = 0
+    for f0 in range(0, depth, fold_slots):
+        count += (min(depth, f0 + fold_slots) - f0 + pass_slots - 1) // pass_slots
+    bounds = np.empty((count, 2), dtype=np.int64)
+    p = 0
+    for f0 in range(0, depth, fold_slots):
+        f1 = min(depth, f0 + fold_slots)
+        for b0 in range(f0, f1, pass_slots):
+            bounds[p, 0], bounds[p, 1] = b0, min(f1, b0 + pass_slots)
+            p += 1
+    return bounds
+
+
+@njit(cache=True, nogil=True)
+def _decode_tiles(values, indices, m, bounds, pass_slots, tile_s):  # pragma: no cover - compiled
+    """The metadata decoder, and the term laid out tile after tile as the weight buffer holds it.
+
+    Slot d = g * N + j of sparse row s selects dense row g * M + indices[s, g, j]. The slots of
+    pass p of row s (tile ts = s // tile_s) go to row (ts * passes + p) * tile_s + s % tile_s of
+    (tiles * passes * tile_s, pass_slots) arrays, so a work unit streams one contiguous block.
+    Slots past a pass's end stay (0, row 0) and are never read."""
+    rows, groups, n = values.shape
+    passes = bounds.shape[0]
+    tiles = (rows + tile_s - 1) // tile_s
+    vals = np.zeros((tiles * passes * tile_s, pass_slots), dtype=values.dtype)
+    sel = np.zeros((tiles * passes * tile_s, pass_slots), dtype=np.int32)
     for s in range(rows):
-        for g in range(groups):
-            for j in range(n):
-                sel[s, g * n + j] = g * m + indices[s, g, j]
-    return sel
+        ts = s // tile_s
+        for p in range(passes):
+            r = (ts * passes + p) * tile_s + s - ts * tile_s
+            for d in range(bounds[p, 0], bounds[p, 1]):
+                g = d // n
+                vals[r, d - bounds[p, 0]] = values[s, g, d - g * n]
+                sel[r, d - bounds[p, 0]] = g * m + indices[s, g, d - g * n]
+    return vals, sel
+
+
+@dataclass(frozen=True)
+class TermOperand:
+    """One TASD term of the sparse operand as the PE array consumes it: compressed values and
+    the dense row each slot selects, tile after tile and fold after fold (see _decode_tiles)."""
+
+    values: np.ndarray  # (tiles * passes * tile_s, pass_slots), int8 or float32
+    sel: np.ndarray  # same shape, int32
+    bounds: np.ndarray  # (passes, 2): slot range of each pass, in walk order
+    rows: int  # sparse rows
+    depth: int  # compressed slots per row: N * ceil(K / M)
+    useful: int  # leading slots of a row that are real, not padding: N * (K // M) + min(N, K % M)
+    selected_rows: int  # dense rows the slots may select: ceil(K / M) * M
+    tile_s: int  # sparse rows per output tile
+    fold_slots: int  # compressed rows per fold
+
+
+def term_operand(values: np.ndarray, indices: np.ndarray, m: int, useful: int, tile_s: int,
+                 fold_slots: int) -> TermOperand:
+    """Decode a compressed term (values and in-group indices, (rows, groups, N), as in
+    CompressedTerm) and lay it out for output tiles of tile_s sparse rows and folds of fold_slots
+    compressed rows. Values must be int8 or float32 (widen fp16 and bf16 first)."""
+    psum_dtype(values.dtype)
+    if values.ndim != 3 or values.shape != indices.shape:
+        raise ValueError(f"values {values.shape} and indices {indices.shape} must both be (rows, groups, N)")
+    if min(tile_s, fold_slots) < 1:
+        raise ValueError("tile rows and fold depth must be positive")
+    if indices.size and int(indices.max()) >= m:
+        raise ValueError(f"an index {int(indices.max())} is not below M={m}")
+    rows, groups, n = values.shape
+    depth = groups * n
+    pass_slots = min(fold_slots, SLOT_BLOCK)
+    bounds = _passes(depth, fold_slots, pass_slots)
+    vals, sel = _decode_tiles(np.ascontiguousarray(values), np.ascontiguousarray(indices), m, bounds, pass_slots,
+                              tile_s)
+    return TermOperand(vals, sel, bounds, rows, depth, useful, groups * m, tile_s, fold_slots)
 
 
 # ---------------------------------------------------------------- the fold walk
 
 
 @njit(cache=True, nogil=True)
-def _tile_chunk(u, values, sel, dense_t, psums, tile_s, tile_d, fold_slots, useful, counts):  # pragma: no cover
+def _tile_chunk(u, rows, vals, sel, bounds, dense_t, psums, tile_s, tile_d, fold_slots, useful,
+                counts):  # pragma: no cover - compiled
     """Work unit u: one CHUNK-wide column chunk of one output tile, through all its folds.
     counts[u] = (folds, MACs issued, useful MACs) this unit accounts for."""
-    rows, depth = values.shape
     cols = psums.shape[1]
+    depth = bounds[bounds.shape[0] - 1, 1]
     tiles_s = (rows + tile_s - 1) // tile_s
     chunks = (min(tile_d, cols) + CHUNK - 1) // CHUNK
     ts = u % tiles_s  # units sharing a dense chunk are consecutive: its rows stay in cache
@@ -198,39 +267,43 @@ def _tile_chunk(u, values, sel, dense_t, psums, tile_s, tile_d, fold_slots, usef
     width = min(CHUNK, t1 - c0)
     scratch = np.zeros((1, CHUNK), dtype=psums.dtype)
     folds = issued = real = 0
+    p = 0
     for f0 in range(0, depth, fold_slots):
         f1 = min(depth, f0 + fold_slots)
         if ch == 0:
             folds += 1
         issued += (f1 - f0) * (s1 - s0) * width
         real += max(0, min(f1, useful) - f0) * (s1 - s0) * width
-        for b0 in range(f0, f1, SLOT_BLOCK):
-            b1 = min(f1, b0 + SLOT_BLOCK)
+        while p < bounds.shape[0] and bounds[p, 1] <= f1:  # the fold's passes
+            n = bounds[p, 1] - bounds[p, 0]
             for s in range(s0, s1):
+                r = (ts * bounds.shape[0] + p) * tile_s + s - s0
                 if width == CHUNK:
-                    _row_mac_wide(psums, s, c0, values, sel, s, dense_t, c0, b0, b1)
+                    _row_mac_wide(psums, s, c0, vals, sel, r, dense_t, c0, 0, n)
                 elif width == HALF_CHUNK:
-                    _row_mac_narrow(psums, s, c0, values, sel, s, dense_t, c0, b0, b1)
+                    _row_mac_narrow(psums, s, c0, vals, sel, r, dense_t, c0, 0, n)
                 else:  # the tile's last, narrower chunk: psums go through a scratch row
                     scratch[0, :width] = psums[s, c0:c0 + width]
                     if width < HALF_CHUNK:
-                        _row_mac_narrow(scratch, 0, 0, values, sel, s, dense_t, c0, b0, b1)
+                        _row_mac_narrow(scratch, 0, 0, vals, sel, r, dense_t, c0, 0, n)
                     else:
-                        _row_mac_wide(scratch, 0, 0, values, sel, s, dense_t, c0, b0, b1)
+                        _row_mac_wide(scratch, 0, 0, vals, sel, r, dense_t, c0, 0, n)
                     psums[s, c0:c0 + width] = scratch[0, :width]
+            p += 1
     counts[u, 0] = folds
     counts[u, 1] = issued
     counts[u, 2] = real
 
 
 @njit(cache=True, nogil=True)
-def _walk(u0, u1, values, sel, dense_t, psums, tile_s, tile_d, fold_slots, useful, counts):  # pragma: no cover
+def _walk(u0, u1, rows, vals, sel, bounds, dense_t, psums, tile_s, tile_d, fold_slots, useful,
+          counts):  # pragma: no cover - compiled
     """Work units u0..u1-1; releases the GIL, so threads can walk disjoint ranges at once."""
     for u in range(u0, u1):
-        _tile_chunk(u, values, sel, dense_t, psums, tile_s, tile_d, fold_slots, useful, counts)
+        _tile_chunk(u, rows, vals, sel, bounds, dense_t, psums, tile_s, tile_d, fold_slots, useful, counts)
 
 
-_pool: ThreadPoolExecutor | None = None
+_pool: tuple[int, ThreadPoolExecutor] | None = None  # (pid that made it, pool): a forked child makes its own
 
 
 def workers() -> int:
@@ -239,51 +312,64 @@ def workers() -> int:
 
 
 def _walk_parallel(units: int, args: tuple) -> None:
-    """Split the units into contiguous ranges (a few per thread, for balance) and walk them on a
-    thread pool; units write disjoint psums, so no locking."""
+    """Split the units into one contiguous range per thread and walk them at once: the calling
+    thread takes the first range, a pool the others. Units write disjoint psums: no locking."""
     global _pool
-    if _pool is None:
-        _pool = ThreadPoolExecutor(max_workers=workers(), thread_name_prefix="mac-kernels")
-    pieces = min(units, workers() * 4)
-    bounds = [units * i // pieces for i in range(pieces + 1)]
-    futures = [_pool.submit(_walk, bounds[i], bounds[i + 1], *args) for i in range(pieces)]
+    threads = min(units, workers())
+    if _pool is None or _pool[0] != os.getpid():
+        _pool = (os.getpid(), ThreadPoolExecutor(max_workers=max(1, workers() - 1),
+                                                 thread_name_prefix="mac-kernels"))
+    cuts = [units * i // threads for i in range(threads + 1)]
+    futures = [_pool[1].submit(_walk, cuts[i], cuts[i + 1], *args) for i in range(1, threads)]
+    _walk(cuts[0], cuts[1], *args)
     for future in futures:
         future.result()
 
 
-def dense_rows(k: int, depth_rows: int, cols: int, dtype: np.dtype) -> np.ndarray:
-    """A zeroed dense_t buffer: `depth_rows` >= K rows (the padding of partial groups) and CHUNK
-    spare columns, so a chunk never reads past the end. Fill [:k, :cols]."""
-    return np.zeros((max(k, depth_rows), cols + CHUNK), dtype=dtype)
+def aligned_zeros(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """A zeroed C-contiguous array whose data starts on a 64-byte cache line, so the
+    micro-kernel's vector loads do not straddle lines."""
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape)) * dtype.itemsize
+    buf = np.zeros(nbytes + 64, dtype=np.uint8)
+    start = -buf.ctypes.data % 64
+    return buf[start:start + nbytes].view(dtype).reshape(shape)
 
 
-def term_macs(values: np.ndarray, sel: np.ndarray, dense_t: np.ndarray, psums: np.ndarray, tile_s: int,
-              tile_d: int, fold_slots: int, useful: int, parallel: bool | None = None) -> tuple[int, int, int]:
+def dense_rows(k: int, selected_rows: int, cols: int, dtype: np.dtype) -> np.ndarray:
+    """A zeroed dense_t buffer: max(K, selected_rows) rows (zero rows pad the last groups) and
+    at least CHUNK spare columns, so a chunk never reads past the end. Fill [:k, :cols].
+    Rows are an odd number of cache lines long, so the rows a fold selects spread over the L1 sets."""
+    itemsize = np.dtype(dtype).itemsize
+    lines = -(-(cols + CHUNK) * itemsize // 64)
+    lines += 1 - lines % 2
+    return aligned_zeros((max(k, selected_rows), lines * 64 // itemsize), dtype)
+
+
+def term_macs(term: TermOperand, dense_t: np.ndarray, psums: np.ndarray, tile_d: int,
+              parallel: bool | None = None) -> tuple[int, int, int]:
     """Accumulate one term's MACs into `psums` (sparse rows x dense columns), walking its output
-    tiles and folds; returns (folds, MACs issued, useful MACs).
+    tiles of term.tile_s x tile_d and their folds; returns (folds, MACs issued, useful MACs).
 
-    values: (rows, depth) compressed values (int8 or float32); sel: (rows, depth) int32 from
-    decode_metadata; dense_t: (>= every selected row, >= psum columns + CHUNK) from dense_rows;
-    psums: (rows, cols) int32 or float32, C-contiguous. `useful` is the count of leading slots of
-    a row that are real (not padding). `parallel=None` uses all cores when the term is big enough.
-    """
-    rows, depth = values.shape
-    cols = psums.shape[1]
-    if psums.shape[0] != rows or sel.shape != values.shape:
-        raise ValueError(f"psums {psums.shape}, values {values.shape} and selection {sel.shape} disagree")
-    if dense_t.shape[1] < cols + CHUNK or psums.dtype != psum_dtype(values.dtype) or dense_t.dtype != values.dtype:
-        raise ValueError("dense_t must come from dense_rows with the values' dtype, psums in psum_dtype")
-    if sel.size and int(sel.max()) >= dense_t.shape[0]:
-        raise ValueError(f"a slot selects row {int(sel.max())}, dense_t has {dense_t.shape[0]}")
-    if min(tile_s, tile_d, fold_slots) < 1:
-        raise ValueError("tile sizes and fold depth must be positive")
-    if not all(a.flags.c_contiguous for a in (values, sel, dense_t, psums)) or sel.dtype != np.int32:
-        raise ValueError("values, selection (int32), dense_t and psums must be C-contiguous")
-    units = -(-rows // tile_s) * -(-cols // tile_d) * -(-min(tile_d, cols) // CHUNK)
+    dense_t comes from dense_rows (the term's dtype, K-major, zero padding rows); psums are int32
+    for int8 terms and float32 for float32 ones, C-contiguous. `parallel=None` shares the work
+    among Numba's threads when the term is big enough to pay for it."""
+    rows, cols = psums.shape
+    if rows != term.rows:
+        raise ValueError(f"psums have {rows} rows, the term {term.rows}")
+    if (dense_t.dtype != term.values.dtype or psums.dtype != psum_dtype(term.values.dtype)
+            or not (dense_t.flags.c_contiguous and psums.flags.c_contiguous)):
+        raise ValueError("dense_t must have the term's dtype and psums its psum_dtype, both C-contiguous")
+    if dense_t.shape[0] < term.selected_rows or dense_t.shape[1] < cols + CHUNK:
+        raise ValueError(f"dense_t {dense_t.shape} is smaller than dense_rows makes for this term")
+    if tile_d < 1:
+        raise ValueError("tile columns must be positive")
+    units = -(-rows // term.tile_s) * -(-cols // tile_d) * -(-min(tile_d, cols) // CHUNK)
     counts = np.zeros((units, 3), dtype=np.int64)
-    args = (values, sel, dense_t, psums, tile_s, tile_d, fold_slots, useful, counts)
+    args = (rows, term.values, term.sel, term.bounds, dense_t, psums, term.tile_s, tile_d, term.fold_slots,
+            term.useful, counts)
     if parallel is None:
-        parallel = units > 1 and workers() > 1 and rows * cols * depth >= PARALLEL_MIN_MACS
+        parallel = units > 1 and workers() > 1 and rows * cols * term.depth >= PARALLEL_MIN_MACS
     if parallel:
         _walk_parallel(units, args)
     else:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from simulator import sweep_run, train_commands
@@ -42,13 +43,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("simulate", help="run layers on a simulated accelerator, cycle by cycle")
     p.add_argument("--hw", help="hardware preset name or YAML path (with --trace: default the trace's own)")
-    src = p.add_mutually_exclusive_group(required=True)
+    src = p.add_mutually_exclusive_group()  # one is required, unless --functional takes --weights/--inputs
     src.add_argument("--workload", help="bundled workload name or YAML path")
     src.add_argument("--gemm", help="one layer O[MxN] = I[MxK] . W[KxN], given as MxNxK")
     src.add_argument("--trace", help="replay a .trace file")
     p.add_argument("--layers", help="comma-separated layer names of the workload")
     _add_layer_options(p)
-    p.add_argument("--out", help="directory for compute.csv, memory.csv, sparsity.csv and result.json")
+    p.add_argument("--functional", action="store_true",
+                   help="also compute the layer's real outputs through the MAC kernels and check them")
+    p.add_argument("--weights", help="functional: (out, in) weights, file.npy, file.npz:key or file.safetensors:name")
+    p.add_argument("--inputs", help="functional: (tokens, in) inputs, same sources as --weights")
+    p.add_argument("--dump-output", metavar="OUT.npy", help="functional: write the (tokens, out) output here")
+    p.add_argument("--energy", default="45nm", help="energy table: name in configs/energy or YAML path")
+    p.add_argument("--timeline", metavar="FILE.json", help="write a Perfetto / chrome://tracing timeline")
+    p.add_argument("--timeline-layers", metavar="NAMES", help="record only these layers (comma-separated)")
+    p.add_argument("--timeline-max-events", type=int, default=500_000,
+                   help="stop recording complete events past this many (default 500000)")
+    p.add_argument("--out", help="directory for compute.csv, memory.csv, sparsity.csv, result.json and plots")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
     p = sub.add_parser("trace", help="write one layer's instruction trace")
@@ -96,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"tasdsim {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader of stdout went away (| head): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

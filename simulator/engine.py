@@ -55,7 +55,7 @@ class Accelerator:
                                        self.inboxes["acc"], self.completions, timeline)
         self.tasd_units = TasdUnits(env, hw.tasd_units.count, self.inboxes["tasd"], self.completions, timeline)
         if timeline is not None:
-            timeline.start_layer(env)
+            timeline.start_layer(env, hw.clock_ghz)
 
     UNIT_NAMES = {"weights": "DMA weights queue", "inputs": "DMA inputs queue", "outputs": "DMA outputs queue",
                   "tasd": "TASD units", "array": "PE array", "acc": "accumulation path"}

@@ -89,13 +89,15 @@ def layer_from_header(header: dict, path: str) -> Layer:
 
 
 def simulate_trace(path: str, ideal_memory: bool, overrides: HwConfig | None = None,
-                   energy: EnergyTable | None = None) -> tuple[HwConfig, LayerStats]:
+                   energy: EnergyTable | None = None, timeline: Timeline | None = None) -> tuple[HwConfig, LayerStats]:
     """Replay a .trace file on the hardware its header names (or `overrides`)."""
     with TraceReader(path) as reader:
         hw = overrides or hw_from_dict(reader.header.hardware, f"{path}: header hardware")
         layer = layer_from_header(reader.header.layer, path)
-        acc = Accelerator(hw, ideal_memory, where=f"{path}: ")
+        acc = Accelerator(hw, ideal_memory, where=f"{path}: ", timeline=timeline)
         stats = acc.run(reader.instructions(), layer.name, f"{path}: ")
+        if timeline is not None:
+            timeline.end_layer(layer.name, stats.cycles)
         stats.series = dict(reader.header.series)
         stats.tiling = dict(reader.header.tiling)
     return hw, add_energy(stats, hw, energy)

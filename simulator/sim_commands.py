@@ -5,8 +5,14 @@ import argparse
 import csv
 import json
 import os
+import sys
 
+from simulator import functional
+from components.dram import load_dram_preset
+from simulator import plots
 from simulator.config import HwConfig, load_hw
+from simulator.energy import load_energy
+from simulator.timeline import Timeline
 from simulator.output import print_json, print_table
 from simulator.run import LayerSeries, choose_series, simulate_layer, simulate_trace, trace_header
 from simulator.stats import STALL_CAUSES, LayerStats, total
@@ -34,20 +40,44 @@ def _series(args: argparse.Namespace, layer: Layer, hw: HwConfig) -> LayerSeries
 def run_simulate(args: argparse.Namespace) -> int:
     """Simulate a workload, a GEMM or a trace file; print a table or JSON; write reports with --out."""
     ideal = args.memory == "ideal"
+    run_functional = functional.requested(args)
+    if not (args.workload or args.gemm or args.trace or (run_functional and (args.weights or args.inputs))):
+        raise TasdsimError("give --workload, --gemm or --trace (or --functional with --weights and --inputs)")
+    checked = None
+    table = load_energy(args.energy)
+    timeline = _timeline(args)
     if args.trace:
-        hw, stats = simulate_trace(args.trace, ideal, load_hw(args.hw, args.set) if args.hw else None)
+        hw, stats = simulate_trace(args.trace, ideal, load_hw(args.hw, args.set) if args.hw else None, table,
+                                   timeline)
         layers = [stats]
     else:
         if not args.hw:
             raise TasdsimError("--hw is required with --workload or --gemm")
         hw = load_hw(args.hw, args.set)
-        layers = [simulate_layer(layer, hw, _series(args, layer, hw), ideal) for layer in _layers(args)]
+        if run_functional:
+            stats, checked = functional.simulate(args, hw, ideal)
+            layers = [stats]
+        else:
+            chosen = _timeline_layers(args)
+            layers = [simulate_layer(layer, hw, _series(args, layer, hw), ideal, table,
+                                     timeline if chosen is None or layer.name in chosen else None)
+                      for layer in _layers(args)]
     pes = hw.pe_array.rows * hw.pe_array.cols
+    notes: list[str] = []
     result = {"hardware": hw.as_dict(), "memory": args.memory,
               "layers": [s.as_dict() for s in layers], "total": total(layers, pes, hw.clock_ghz)}
+    if checked is not None:
+        result["functional"] = checked
     if args.out:
         write_reports(args.out, layers, result)
+        written = plots.run_plots(result["layers"], pes, dram_bytes_per_cycle(hw), args.out)
+        notes.append(f"{len(written)} plots written to {args.out}" if written else
+                     "no plots: matplotlib is not installed (pip install 'tasdsim[plots]')")
+    if timeline is not None:
+        notes.append(_write_timeline(args, timeline))
     if args.json:
+        for note in notes:
+            print(note, file=sys.stderr)
         print_json(result)
         return 0
     rows = [[s.name, s.series["weights"], s.series["activations"], s.cycles, s.compute_cycles,
@@ -62,9 +92,47 @@ def run_simulate(args: argparse.Namespace) -> int:
                 rows)
     stalls = ", ".join(f"{k} {v}" for k, v in t["stall_cycles"].items() if v)
     print(f"stall cycles by cause: {stalls or 'none'}")
+    if checked is not None:
+        print(functional.summary(checked))
     if args.out:
         print(f"reports written to {args.out}")
+    for note in notes:
+        print(note)
     return 0
+
+
+def _timeline(args: argparse.Namespace) -> Timeline | None:
+    if not args.timeline:
+        return None
+    if args.timeline_max_events < 1:
+        raise TasdsimError(f"--timeline-max-events must be at least 1, got {args.timeline_max_events}")
+    return Timeline(args.timeline_max_events)
+
+
+def _timeline_layers(args: argparse.Namespace) -> set[str] | None:
+    if not args.timeline_layers:
+        return None
+    return {n.strip() for n in args.timeline_layers.split(",") if n.strip()}
+
+
+def _write_timeline(args: argparse.Namespace, timeline: Timeline) -> str:
+    """Write the timeline; the note says what it holds and whether it was cut."""
+    try:
+        timeline.write(args.timeline)
+    except OSError as err:
+        raise TasdsimError(f"{args.timeline}: cannot write timeline: {err.strerror or err}") from None
+    note = f"timeline written to {args.timeline} ({timeline.complete} events"
+    if args.timeline_layers:
+        note += f"; layers {args.timeline_layers} only, back to back"
+    if timeline.truncated:
+        note += f"; truncated at --timeline-max-events {timeline.max_events}: later events are missing"
+    return note + "); open it in ui.perfetto.dev or chrome://tracing"
+
+
+def dram_bytes_per_cycle(hw: HwConfig) -> float:
+    """Peak DRAM bytes per accelerator cycle over all channels (the roofline's memory roof)."""
+    timing = load_dram_preset(hw.dram.preset).with_channels(hw.dram.channels)
+    return timing.peak_bytes_per_ns_per_channel * timing.channels / hw.clock_ghz
 
 
 def write_reports(out: str, layers: list[LayerStats], result: dict) -> None:

@@ -25,8 +25,8 @@ BANDWIDTH_WINDOW = 1000  # cycles per DRAM bandwidth counter sample
 class Timeline:
     """Collects trace events during a run (accelerator cycles in, microseconds out)."""
 
-    def __init__(self, clock_ghz: float, max_events: int = 500_000) -> None:
-        self.clock_ghz = clock_ghz
+    def __init__(self, max_events: int = 500_000) -> None:
+        self.clock_ghz = 1.0  # set by the first layer
         self.max_events = max_events
         self.events: list[dict[str, Any]] = []
         self.complete = 0
@@ -46,8 +46,9 @@ class Timeline:
             self._threads[key] = sum(1 for u, _ in self._threads if u == unit) + 1
         return self._threads[key]
 
-    def start_layer(self, env: simpy.Environment) -> None:
+    def start_layer(self, env: simpy.Environment, clock_ghz: float) -> None:
         self._env = env
+        self.clock_ghz = clock_ghz
 
     def end_layer(self, name: str, cycles: int) -> None:
         self.span("layers", "layers", name, 0, cycles)

@@ -18,7 +18,7 @@ def run(hw, layers, timeline):
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory):
     hw = load_hw("ttc-m8", ["metadata_decoder.latency=3", "accumulator.width=8"])
-    tl = Timeline(hw.clock_ghz)
+    tl = Timeline()
     stats = run(hw, [("96x64x256", LayerSeries(weights=parse_series("4:8+1:8"))),
                      ("64x40x128", LayerSeries(activations=parse_series("2:8+1:8")))], tl)
     path = tmp_path_factory.mktemp("tl") / "timeline.json"
@@ -87,7 +87,7 @@ def test_counters_for_buffers_and_bandwidth(recorded):
 
 def test_size_is_bounded_and_says_so(tmp_path):
     hw = load_hw("vegeta-m4")
-    tl = Timeline(hw.clock_ghz, max_events=50)
+    tl = Timeline(max_events=50)
     run(hw, [("128x128x512", LayerSeries(weights=parse_series("2:4+1:4")))], tl)
     doc = tl.document()
     assert tl.truncated and doc["otherData"]["truncated"] is True
@@ -97,4 +97,4 @@ def test_size_is_bounded_and_says_so(tmp_path):
 def test_timeline_does_not_change_results():
     hw = load_hw("vegeta-m4")
     layer = [("100x70x300", LayerSeries(weights=parse_series("2:4+1:4")))]
-    assert [s.as_dict() for s in run(hw, layer, Timeline(hw.clock_ghz))] == [s.as_dict() for s in run(hw, layer, None)]
+    assert [s.as_dict() for s in run(hw, layer, Timeline())] == [s.as_dict() for s in run(hw, layer, None)]
