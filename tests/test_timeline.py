@@ -4,6 +4,7 @@ from collections import defaultdict
 
 import pytest
 
+from simulator.cli import main
 from simulator.config import load_hw
 from simulator.run import LayerSeries, simulate_layer
 from simulator.timeline import UNITS, Timeline
@@ -98,3 +99,26 @@ def test_timeline_does_not_change_results():
     hw = load_hw("vegeta-m4")
     layer = [("100x70x300", LayerSeries(weights=parse_series("2:4+1:4")))]
     assert [s.as_dict() for s in run(hw, layer, Timeline())] == [s.as_dict() for s in run(hw, layer, None)]
+
+
+def test_cli_timeline_and_plots(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    timeline, out = tmp_path / "t.json", tmp_path / "out"
+    assert main(["simulate", "--hw", "ttc-m8", "--workload", "resnet50", "--layers", "conv1,layer1.0.conv2,fc",
+                 "--tasd", "auto", "--timeline", str(timeline), "--timeline-layers", "layer1.0.conv2",
+                 "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "timeline written to" in text and "layers layer1.0.conv2 only" in text
+    doc = json.loads(timeline.read_text())
+    layers = [e["name"] for e in doc["traceEvents"] if e["ph"] == "X" and e["pid"] == UNITS.index("layers") + 1]
+    assert layers == ["layer1.0.conv2"]
+    for name in ("cycles_breakdown.png", "utilization.png", "roofline.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_timeline_truncation_is_reported(tmp_path, capsys):
+    timeline = tmp_path / "t.json"
+    assert main(["simulate", "--hw", "vegeta-m4", "--gemm", "256x256x256", "--timeline", str(timeline),
+                 "--timeline-max-events", "10"]) == 0
+    assert "truncated at --timeline-max-events 10" in capsys.readouterr().out
+    assert json.loads(timeline.read_text())["otherData"]["truncated"] is True
