@@ -5,7 +5,7 @@ import argparse
 import os
 import sys
 
-from simulator import sweep_run, train_commands
+from simulator import sweep_run, train_commands, validate
 from traces.errors import TasdsimError
 
 
@@ -72,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="the .trace file to write")
     sweep_run.add_sweep_parser(sub)
     train_commands.add_train_parsers(sub)
+    validate.add_validate_parser(sub)
     return parser
 
 
@@ -98,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     handlers = {"decompose": frontend_commands.run_decompose, "search": frontend_commands.run_search,
                 "simulate": sim_commands.run_simulate, "trace": sim_commands.run_trace,
                 "sweep": sweep_run.run_sweep_command,
-                "train": train_commands.run_train, "tasd-vs-train": train_commands.run_tasd_vs_train}
+                "train": train_commands.run_train, "tasd-vs-train": train_commands.run_tasd_vs_train,
+                "validate": validate.run_validate}
     try:
         return handlers[args.command](args)
     except TasdsimError as err:
