@@ -18,7 +18,7 @@ the best (the machine may be shared; numpy's slow int8 baseline gets a fifth of 
 Kernels use Numba's thread count (NUMBA_NUM_THREADS), BLAS its own (OPENBLAS_NUM_THREADS).
 Goals: int8 >= 10x numpy; fp32 2:4 >= 1x dense BLAS; the functional ResNet-50 3x3 layer end to
 end (`tasdsim simulate --functional`, a fresh process with warm Numba caches) under 2 s.
-Run: python benchmarks/bench_kernels.py [--repeats 10] [--hw vegeta-m4]
+Run: python benchmarks/bench_kernels.py [--repeats 10] [--hw vegeta-m4] [--dtypes int8,float32] [--no-end-to-end]
 """
 from __future__ import annotations
 
@@ -99,6 +99,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--hw", default="vegeta-m4")
     parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--dtypes", default="int8,float32", help="comma-separated: int8, float32")
+    parser.add_argument("--no-end-to-end", action="store_true", help="skip the end-to-end CLI run")
     args = parser.parse_args()
     hw = load_hw(args.hw)
     print(f"MAC kernels vs numpy on {hw.name} folds ({hw.pe_array.rows}x{hw.pe_array.cols} "
@@ -107,7 +109,7 @@ def main() -> None:
              f"{'numpy ms':>9} {'GMAC/s':>7} {'x numpy':>8}  goal"
     print(header)
     print("-" * len(header))
-    for dtype in ("int8", "float32"):
+    for dtype in (d.strip() for d in args.dtypes.split(",")):
         for name, shape in LAYERS.items():
             for series in SERIES:
                 r = compare(hw, name, shape, dtype, series, args.repeats)
@@ -116,6 +118,8 @@ def main() -> None:
                 print(f"{name:32} {dtype:7} {series:8} {r['useful']:>12,} {r['ours'] * 1e3:8.2f} "
                       f"{r['useful'] / r['ours'] / 1e9:7.1f} {r['numpy'] * 1e3:9.2f} "
                       f"{r['useful'] / r['numpy'] / 1e9:7.1f} {r['ratio']:8.2f}  {verdict}")
+    if args.no_end_to_end:
+        return
     seconds = end_to_end(args.hw)
     print(f"end to end: tasdsim simulate --hw {args.hw} --gemm 3136x64x576 --tasd 2:4 --functional --json "
           f"{seconds:.2f} s (goal < {END_TO_END_GOAL:g} s: {'met' if seconds < END_TO_END_GOAL else 'MISSED'})")

@@ -34,6 +34,7 @@ less than `min_transfer_cycles` (bytes / peak bandwidth over all channels).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -128,6 +129,7 @@ def list_dram_presets() -> list[str]:
     return sorted(bundled_files("dram"))
 
 
+@functools.lru_cache(maxsize=64)
 def load_dram_preset(name: str) -> DramTiming:
     """A bundled DRAM preset by name (e.g. "ddr4-3200", "hbm2"), or a YAML file by path (ending in
     .yaml/.yml or containing "/"). Unknown names, unknown or missing keys and impossible values raise

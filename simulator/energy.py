@@ -7,6 +7,7 @@ times delay (ns): `edp` is in pJ*ns.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +56,7 @@ def energy_table_files() -> dict[str, Path]:
     return bundled_files("energy")
 
 
+@functools.lru_cache(maxsize=64)
 def load_energy(name_or_path: str) -> EnergyTable:
     """Load an energy table by preset name (configs/energy) or YAML path, strictly."""
     files = energy_table_files()

@@ -26,6 +26,7 @@ from simulator.timeline import Timeline
 from traces.errors import TasdsimError
 from traces.isa import BUFFERS, Instr
 
+ROUTES = {"TASD": "tasd", "COMPUTE": "array", "ACC": "acc"}
 QUEUE_DEPTH = 256  # instructions buffered per unit inbox
 SLOTS = {"weights": 2, "inputs": 2, "outputs": 4}  # double buffering; outputs 2-3 stage TASD psums
 
@@ -61,9 +62,8 @@ class Accelerator:
                   "tasd": "TASD units", "array": "PE array", "acc": "accumulation path"}
 
     def _route(self, ins: Instr) -> str:
-        if ins.op in ("LOAD", "STORE"):
-            return str(ins["buf"])
-        return {"TASD": "tasd", "COMPUTE": "array", "ACC": "acc"}[ins.op]
+        """The inbox an instruction goes to: its buffer's DMA queue, or its unit."""
+        return ins.fields["buf"] if ins.op in ("LOAD", "STORE") else ROUTES[ins.op]
 
     def _dispatch(self, instrs: Iterable[Instr]) -> Generator[simpy.Event, Any, None]:
         last_weight_load: dict[int, int] = {}
@@ -71,7 +71,7 @@ class Accelerator:
         for ins in instrs:
             if replay:
                 self._check_slots(ins)
-            if any(dep >= ins.id for dep in ins.deps):
+            if ins.deps and max(ins.deps) >= ins.id:
                 raise TasdsimError(f"{self.where}{ins.op} {ins.id}: deps must name earlier instructions")
             self.completions.open(ins)
             if ins.op == "LOAD" and ins["buf"] == "weights":

@@ -190,10 +190,10 @@ class PreparedLayer:
 
     terms: list[mac_kernels.TermOperand]
     dense_t: np.ndarray
-    psums_shape: tuple[int, int]  # (sparse rows, dense columns)
-    psum_dtype: np.dtype
+    output: np.ndarray  # (sparse rows, dense columns): the output buffer
+    psums: np.ndarray  # a term's psums: on WS with several terms a buffer of their own, which the
+    #                    ACC path adds to the output; otherwise the output itself
     tile_d: int  # dense columns of an output tile
-    separate_psums: bool  # WS with several terms: each term's psums go through the ACC path
 
 
 def prepare_layer(t: LayerTensors, series: LayerSeries, tiling: Tiling, hw: HwConfig) -> tuple[PreparedLayer,
@@ -211,24 +211,26 @@ def prepare_layer(t: LayerTensors, series: LayerSeries, tiling: Tiling, hw: HwCo
              for term in dec.terms]
     dense_t = mac_kernels.dense_rows(k, max(term.selected_rows for term in terms), cols, kernel_dtype)
     dense_t[:k, :cols] = _kernel_array(dense).T
+    output = mac_kernels.aligned_zeros((rows, cols), mac_kernels.psum_dtype(kernel_dtype))
     separate = tiling.dataflow == "ws" and len(terms) > 1
-    prep = PreparedLayer(terms, dense_t, (rows, cols), mac_kernels.psum_dtype(kernel_dtype), tile_d, separate)
-    return prep, dec
+    psums = mac_kernels.aligned_zeros(output.shape, output.dtype) if separate else output
+    return PreparedLayer(terms, dense_t, output, psums, tile_d), dec
 
 
 def execute(prep: PreparedLayer, parallel: bool | None = None) -> tuple[np.ndarray, tuple[int, int, int]]:
     """Every term's MACs over the tiles and folds, and the TASD accumulation of their psums.
-    Returns the psums (sparse rows x dense columns) and (folds, MACs issued, useful MACs)."""
-    output = mac_kernels.aligned_zeros(prep.psums_shape, prep.psum_dtype)
-    psums = mac_kernels.aligned_zeros(prep.psums_shape, prep.psum_dtype) if prep.separate_psums else output
+    Returns the output buffer (sparse rows x dense columns; the next call overwrites it) and
+    (folds, MACs issued, useful MACs)."""
+    separate = prep.psums is not prep.output
+    prep.output.fill(0)
     totals = np.zeros(3, dtype=np.int64)
     for term in prep.terms:
-        if prep.separate_psums:
-            psums.fill(0)
-        totals += mac_kernels.term_macs(term, prep.dense_t, psums, prep.tile_d, parallel)
-        if prep.separate_psums:
-            output += psums  # the TASD accumulation path, term after term
-    return output, (int(totals[0]), int(totals[1]), int(totals[2]))
+        if separate:
+            prep.psums.fill(0)
+        totals += mac_kernels.term_macs(term, prep.dense_t, prep.psums, prep.tile_d, parallel)
+        if separate:
+            prep.output += prep.psums  # the TASD accumulation path, term after term
+    return prep.output, (int(totals[0]), int(totals[1]), int(totals[2]))
 
 
 def run_layer(t: LayerTensors, series: LayerSeries, tiling: Tiling, hw: HwConfig,
