@@ -50,33 +50,44 @@ class Inbox:
 
 
 class Completions:
-    """Done events by instruction id, and the stall cause of each finished instruction."""
+    """Which instructions are unfinished, done events for those someone waits on, and the stall
+    cause of each finished instruction. Events are made only when a unit must wait, which keeps
+    the per-instruction cost low."""
 
     def __init__(self, env: simpy.Environment) -> None:
         self.env = env
-        self.events: dict[int, simpy.Event] = {}
         self.waiting: dict[int, Instr] = {}  # dispatched, not finished
+        self._events: dict[int, simpy.Event] = {}
         self.cause: dict[int, str] = {}
         self.last_cause = "dram"  # cause of the instruction that finished last
 
     def open(self, ins: Instr) -> None:
-        self.events[ins.id] = self.env.event()
         self.waiting[ins.id] = ins
+
+    def event(self, ins_id: int) -> simpy.Event | None:
+        """An event that fires when instruction `ins_id` finishes; None if it already has."""
+        if ins_id not in self.waiting:
+            return None
+        event = self._events.get(ins_id)
+        if event is None:
+            event = self._events[ins_id] = self.env.event()
+        return event
 
     def done(self, ins: Instr, cause: str) -> None:
         self.cause[ins.id] = cause
         self.last_cause = cause
         del self.waiting[ins.id]
-        self.events.pop(ins.id).succeed()
+        event = self._events.pop(ins.id, None)
+        if event is not None:
+            event.succeed()
 
     def wait(self, ins: Instr) -> Generator[simpy.Event, Any, list[tuple[str, int]]]:
         """Wait for every dependency; returns (cause, cycles waited) per dependency that held it."""
         waited = []
         for dep in ins.deps:
-            event = self.events.get(dep)
-            if event is not None:
+            if dep in self.waiting:
                 start = self.env.now
-                yield event
+                yield self.event(dep)
                 if self.env.now > start:
                     waited.append((self.cause.get(dep, "dram"), self.env.now - start))
         return waited

@@ -82,7 +82,7 @@ class Accelerator:
                 self.decoder.check(ins)
             if ins.op == "COMPUTE" and self.decoder.check(ins).metadata_bits:
                 self.decoded[ins.id] = self.env.event()
-                load = self.completions.events.get(last_weight_load.get(ins["w"], -1))
+                load = self.completions.event(last_weight_load.get(ins["w"], -1))
                 yield from self._put("decoder", (ins, load))
             yield from self._put(self._route(ins), ins)
             if ins.id % 4096 == 0:
