@@ -42,11 +42,11 @@ from typing import Any, Generator
 
 import numpy as np
 import simpy
-import yaml
 from numba import njit
 
 from traces.bundled import bundled_files
 from traces.errors import TasdsimError
+from traces.yaml_io import read_yaml
 
 _INT_KEYS = ("cl", "trcd", "trp", "tras", "burst_length", "bus_bits", "bank_groups",
              "banks_per_group", "row_bytes", "channels")
@@ -144,10 +144,7 @@ def load_dram_preset(name: str) -> DramTiming:
         if name not in bundled:
             raise TasdsimError(f"unknown DRAM preset {name!r} (presets: {', '.join(sorted(bundled))})")
         path, label, preset = bundled[name], f"dram/{name}.yaml", name
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise TasdsimError(f"{label}: not valid YAML: {getattr(err, 'problem', None) or err}") from None
+    data = read_yaml(path, label)
     if not isinstance(data, dict):
         raise TasdsimError(f"{label}: expected a mapping with keys {', '.join(_KEYS)}")
     for key in data:

@@ -33,10 +33,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import yaml
 
 from traces.bundled import bundled_files
 from traces.errors import TasdsimError
+from traces.yaml_io import load_yaml
 from traces.patterns import DENSE, Pattern, parse_pattern
 
 DATAFLOWS = ("ws", "os")
@@ -190,7 +190,7 @@ def load_hw(name_or_path: str | os.PathLike, overrides: Sequence[str] = ()) -> H
             )
         path, label = presets[text], f"{text}.yaml"
 
-    raw = _parse_yaml(path.read_text(), label)
+    raw = load_yaml(path.read_text(), label)
     if raw is None:
         raise TasdsimError(f"{label}: empty file: expected a mapping of hardware config keys")
     if not isinstance(raw, dict):
@@ -408,7 +408,7 @@ def _apply_override(raw: dict[str, Any], item: str) -> str:
                 known = f" ({parent} has no sub-keys)"
             raise TasdsimError(f"--set {item}: unknown key {key}{known}")
         node = node[part]
-    value = _parse_yaml(text, f"--set {item}")
+    value = load_yaml(text, f"--set {item}")
     if key == "pe_array.patterns" and isinstance(value, str):
         value = [s.strip() for s in value.split(",")]
     target = raw
@@ -423,48 +423,6 @@ def _apply_override(raw: dict[str, Any], item: str) -> str:
 
 
 # ----------------------------------------------------------------------------- YAML and files
-
-
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that rejects duplicate keys and reads unquoted N:M (1:4, 4:8) as strings.
-
-    YAML 1.1 reads 1:4 as a base-60 integer (64); patterns would silently become numbers.
-    """
-
-    def resolve(self, kind, value, implicit):  # noqa: ANN001 - PyYAML's signature
-        tag = super().resolve(kind, value, implicit)
-        if kind is yaml.ScalarNode and ":" in value and tag in (
-            "tag:yaml.org,2002:int",
-            "tag:yaml.org,2002:float",
-        ):
-            return "tag:yaml.org,2002:str"
-        return tag
-
-    def construct_mapping(self, node, deep=False):  # noqa: ANN001
-        seen = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)
-            try:
-                duplicate = key in seen
-                seen.add(key)
-            except TypeError:
-                continue
-            if duplicate:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}", key_node.start_mark
-                )
-        return super().construct_mapping(node, deep)
-
-
-
-def _parse_yaml(text: str, label: str) -> Any:
-    try:
-        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(err, "problem", None) or err
-        raise TasdsimError(f"{label}: {where}not valid YAML: {problem}") from None
 
 
 def _kind(value: Any) -> str:

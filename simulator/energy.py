@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from simulator.config import HwConfig
 from simulator.stats import LayerStats
 from traces.bundled import bundled_files
 from traces.errors import TasdsimError
+from traces.yaml_io import read_yaml
 
 OPERAND_TYPES = {1: "int8", 2: "fp16", 4: "fp32"}
 PSUM_TYPES = {"int8": "int32", "fp16": "fp32", "fp32": "fp32"}
@@ -66,13 +66,7 @@ def load_energy(name_or_path: str) -> EnergyTable:
         path, label = files[name_or_path], f"{name_or_path}.yaml"
     else:
         raise TasdsimError(f"unknown energy table {name_or_path!r}; tables: {', '.join(files)}")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except OSError as err:
-        raise TasdsimError(f"{label}: cannot read: {err.strerror or err}") from None
-    except yaml.YAMLError as err:
-        raise TasdsimError(f"{label}: not valid YAML: {err}") from None
-    return _build(raw, label)
+    return _build(read_yaml(path, label), label)
 
 
 def _number(value: Any, label: str, path: str) -> float:

@@ -29,10 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from traces.bundled import bundled_files
 from traces.errors import TasdsimError
+from traces.yaml_io import load_yaml, read_yaml
 
 RUN_KEYS = ("hw", "tasd", "operand", "memory")  # axis keys that are not hardware config keys
 _SPEC_KEYS = ("hw", "workload", "tasd", "operand", "memory", "energy", "axes", "zip", "filter", "quality",
@@ -122,14 +122,7 @@ def load_spec(name_or_path: str) -> SweepSpec:
         if name_or_path not in bundled:
             raise TasdsimError(f"unknown sweep {name_or_path!r}; bundled: {', '.join(bundled)} (or a .yaml path)")
         path = bundled[name_or_path]
-    label = path.name
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except OSError as err:
-        raise TasdsimError(f"{name_or_path}: cannot read: {err.strerror or err}") from None
-    except yaml.YAMLError as err:
-        raise TasdsimError(f"{label}: not valid YAML: {err}") from None
-    return parse_spec(raw, label)
+    return parse_spec(read_yaml(path, name_or_path), path.name)
 
 
 def sweep_files() -> dict[str, Path]:
@@ -195,5 +188,5 @@ def _condition(text: Any, keys: set[str], label: str, where: str) -> Condition:
     key, op, other = match.groups()
     if key not in keys:
         raise TasdsimError(f"{label}: {where}: {key} is not an axis")
-    value: Any = other if other in keys else yaml.safe_load(other)
+    value: Any = other if other in keys else load_yaml(other, f"{label}: {where}")
     return Condition(key, op, value, str(text).strip())

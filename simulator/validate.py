@@ -51,6 +51,7 @@ from simulator.run import LayerSeries, simulate_layer
 from simulator.stats import STALL_CAUSES, LayerStats
 from traces.bundled import bundled_files
 from traces.errors import TasdsimError
+from traces.yaml_io import load_yaml
 from traces.generate import plan
 from traces.patterns import parse_series
 from traces.workloads import Layer, Workload, gemm_layer, load_workload
@@ -114,7 +115,7 @@ def load_suite(path: str | os.PathLike | None = None) -> Suite:
         text = file.read_text()
     except OSError as err:
         raise TasdsimError(f"{label}: cannot read suite: {err.strerror or err}") from None
-    raw = _parse(text, label)
+    raw = load_yaml(text, label)
     if not isinstance(raw, dict):
         raise TasdsimError(f"{label}: top level must be a mapping with keys {', '.join(sorted(_TOP_KEYS))}")
     _keys(raw, _TOP_KEYS, {"points"}, label, "")
@@ -138,35 +139,6 @@ def load_suite(path: str | os.PathLike | None = None) -> Suite:
         seen.add(point.name)
         points.append(point)
     return Suite(label, tuple(points), tolerances)
-
-
-class _SuiteLoader(yaml.SafeLoader):
-    """SafeLoader that reads unquoted N:M (tasd: 2:4) as text, not as a YAML 1.1 base-60 number,
-    and rejects duplicate keys."""
-
-    def resolve(self, kind, value, implicit):  # noqa: ANN001 - PyYAML's signature
-        tag = super().resolve(kind, value, implicit)
-        if kind is yaml.ScalarNode and ":" in value and tag in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float"):
-            return "tag:yaml.org,2002:str"
-        return tag
-
-    def construct_mapping(self, node, deep=False):  # noqa: ANN001
-        seen = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)
-            if isinstance(key, str) and key in seen:
-                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
-            seen.add(key)
-        return super().construct_mapping(node, deep)
-
-
-def _parse(text: str, label: str) -> Any:
-    try:
-        return yaml.load(text, Loader=_SuiteLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise TasdsimError(f"{label}: {where}not valid YAML: {getattr(err, 'problem', None) or err}") from None
 
 
 def _keys(entry: dict, allowed: set[str], required: set[str], label: str, path: str) -> None:

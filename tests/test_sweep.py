@@ -123,3 +123,12 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert "unknown sweep" in capsys.readouterr().err
     assert main(["sweep", write_spec(tmp_path), "--scheduler", "tcp://x:1"]) == 2
     assert "--scheduler needs --executor dask" in capsys.readouterr().err
+
+
+def test_unquoted_patterns_stay_patterns(tmp_path):
+    """YAML 1.1 reads 2:4 as the base-60 number 124; sweep files keep it a pattern."""
+    path = tmp_path / "s.yaml"
+    path.write_text("hw: vegeta-m4\nworkload: {gemm: 8x8x8}\ntasd: 2:4\naxes:\n  tasd: [none, 1:4]\n")
+    points, _ = load_spec(str(path)).points()
+    assert [p.run["tasd"] for p in points] == ["none", "1:4"]
+    assert parse_spec({"hw": "x", "workload": {"gemm": "8x8x8"}, "tasd": "2:4"}, "s.yaml").base["tasd"] == "2:4"

@@ -33,10 +33,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
-import yaml
 
 from traces.bundled import bundled_files
 from traces.errors import TasdsimError
+from traces.yaml_io import read_yaml
 
 KINDS = ("conv", "linear", "matmul")
 
@@ -171,12 +171,7 @@ def load_workload(name_or_path: str, batch: int | None = None, seq_len: int | No
                 "(or give the path of a .yaml file)"
             )
         path, label = bundled[name_or_path], f"{name_or_path}.yaml"
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise TasdsimError(f"{label}: {where}not valid YAML: {getattr(err, 'problem', None) or err}") from None
+    data = read_yaml(path, label)
     if not isinstance(data, dict):
         raise TasdsimError(f"{label}: expected a mapping with keys parameters and layers")
     _check_keys(data, *_TOP_KEYS, label, "")
