@@ -1,17 +1,14 @@
 """Metadata decoder: decodes each fold's N:M metadata before the PE array can use its weights.
 
 Accepts only the hardware's patterns: a COMPUTE with another pattern is an error naming the
-instruction. Decodes fold by fold in order, `latency` cycles each, as soon as the fold's weight
-tile has arrived, so it runs ahead of the array (its latency hides behind the previous fold).
+instruction. Decodes fold by fold in order, `latency` cycles each, starting as soon as both the
+fold's weight tile has arrived and the previous decode is done, so it runs ahead of the array
+and its latency hides behind the previous fold. Like the DRAM it is a passive unit: the PE array
+asks it, per sparse fold, when the metadata is ready; its schedule depends only on the tiles'
+arrival times, which are known by then, so no event is needed per decode.
 """
 from __future__ import annotations
 
-from collections.abc import Generator
-from typing import Any
-
-import simpy
-
-from components.units import Inbox
 from simulator.config import HwConfig
 from simulator.timeline import Timeline
 from traces.errors import TasdsimError
@@ -20,21 +17,17 @@ from traces.patterns import Pattern, parse_pattern
 
 
 class MetadataDecoder:
-    """Metadata decoder unit; `decoded[id]` fires when fold `id` may start."""
+    """The metadata decoder: `decode` gives the cycle a fold's metadata is ready."""
 
-    def __init__(self, env: simpy.Environment, hw: HwConfig, inbox: Inbox, events: dict[int, simpy.Event],
-                 where: str, timeline: Timeline | None = None) -> None:
-        self.env = env
-        self.timeline = timeline
+    def __init__(self, hw: HwConfig, where: str, timeline: Timeline | None = None) -> None:
         self.hw = hw
         self.latency = hw.metadata_decoder.latency
-        self.decoded = events
         self.where = where
+        self.timeline = timeline
+        self.free_at = 0  # cycle the decoder finishes its last decode
         self.folds = 0
         self.indices = 0  # N:M indices decoded (one per weight slot of a fold)
         self.busy_cycles = 0
-        self.error: TasdsimError | None = None
-        self.process = env.process(self._run(inbox))
 
     def check(self, ins: Instr) -> Pattern:
         """The pattern of a COMPUTE or TASD, if the hardware supports it; dense folds carry no
@@ -49,18 +42,15 @@ class MetadataDecoder:
                                f"decoder of {self.hw.name} (supports {supported})")
         return pattern
 
-    def _run(self, inbox: Inbox) -> Generator[simpy.Event, Any, None]:
-        while True:
-            ins, weights_loaded = yield from inbox.take()
-            if weights_loaded is not None:
-                yield weights_loaded
-            if self.latency:
-                start = self.env.now
-                yield self.env.timeout(self.latency)
-                self.busy_cycles += self.latency
-                if self.timeline is not None:
-                    self.timeline.span("metadata decoder", "decode", f"decode {ins.id} {ins.fields['pattern']}",
-                                       start, self.env.now)
-            self.folds += 1
-            self.indices += ins.fields["rows"] * ins.fields["cols"]
-            self.decoded.pop(ins.id).succeed()
+    def decode(self, ins: Instr, weights_ready: int) -> int:
+        """Decode fold `ins`, whose weight tile arrived at cycle `weights_ready`; returns the
+        cycle its metadata is ready (decodes run in fold order)."""
+        start = max(weights_ready, self.free_at)
+        self.free_at = start + self.latency
+        self.busy_cycles += self.latency
+        self.folds += 1
+        self.indices += ins.fields["rows"] * ins.fields["cols"]
+        if self.timeline is not None:
+            self.timeline.span("metadata decoder", "decode", f"decode {ins.id} {ins.fields['pattern']}", start,
+                               self.free_at)
+        return self.free_at

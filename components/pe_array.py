@@ -20,6 +20,7 @@ from typing import Any
 import simpy
 
 from components.sram import SramBuffer
+from components.metadata_decoder import MetadataDecoder
 from components.units import Completions, Inbox
 from simulator.timeline import Timeline
 from simulator.config import HwConfig
@@ -40,14 +41,16 @@ class PeArray:
     """The PE array unit, fed COMPUTE instructions in order."""
 
     def __init__(self, env: simpy.Environment, hw: HwConfig, buffers: dict[str, SramBuffer], inbox: Inbox,
-                 completions: Completions, decoded: dict[int, simpy.Event], idle_cause: Callable[[], str],
+                 completions: Completions, decoder: MetadataDecoder, weight_load: dict[int, int],
+                 idle_cause: Callable[[], str],
                  timeline: Timeline | None = None) -> None:
         self.env = env
         self.timeline = timeline
         self.hw = hw
         self.buffers = buffers
         self.completions = completions
-        self.decoded = decoded
+        self.decoder = decoder
+        self.weight_load = weight_load
         self.idle_cause = idle_cause
         self.stats = PeArrayStats()
         self.process = env.process(self._run(inbox))
@@ -94,11 +97,12 @@ class PeArray:
                 s.stall_cycles[cause] += self.env.now - idle_start
             for cause, cycles in (yield from self.completions.wait(ins)):
                 s.stall_cycles[cause] += cycles
-            decoded = self.decoded.get(ins.id)
-            if decoded is not None:
-                start = self.env.now
-                yield decoded
-                s.stall_cycles["metadata_decoder"] += self.env.now - start
+            load = self.weight_load.pop(ins.id, None)
+            if load is not None:
+                ready = self.decoder.decode(ins, self.completions.finished_at.get(load, 0))
+                if ready > self.env.now:
+                    s.stall_cycles["metadata_decoder"] += ready - self.env.now
+                    yield self.env.timeout(ready - self.env.now)
             cycles = self.fold_cycles(ins)
             port = self._port_cycles(ins)
             start = self.env.now

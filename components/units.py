@@ -59,6 +59,7 @@ class Completions:
         self.waiting: dict[int, Instr] = {}  # dispatched, not finished
         self._events: dict[int, simpy.Event] = {}
         self.cause: dict[int, str] = {}
+        self.finished_at: dict[int, int] = {}  # cycle each instruction finished
         self.last_cause = "dram"  # cause of the instruction that finished last
 
     def open(self, ins: Instr) -> None:
@@ -75,6 +76,7 @@ class Completions:
 
     def done(self, ins: Instr, cause: str) -> None:
         self.cause[ins.id] = cause
+        self.finished_at[ins.id] = self.env.now
         self.last_cause = cause
         del self.waiting[ins.id]
         event = self._events.pop(ins.id, None)
@@ -93,6 +95,7 @@ class Completions:
         return waited
 
     def forget(self, below: int) -> None:
-        """Drop the causes of instructions that no later one can name (ids < below)."""
+        """Drop what is kept of instructions that no later one can name (ids < below)."""
         for key in [k for k in self.cause if k < below]:
             del self.cause[key]
+            del self.finished_at[key]

@@ -2,7 +2,7 @@
 
 The dispatcher streams instructions into the units' inboxes (bounded FIFOs, so a huge
 layer never sits in memory whole): LOAD/STORE to the DMA queue of their buffer, TASD to the TASD
-units, COMPUTE to the metadata decoder and the PE array, ACC to the accumulation path. Units run
+units, COMPUTE to the PE array (which asks the metadata decoder), ACC to the accumulation path. Units run
 each inbox in order and synchronise only through the dependencies the trace names.
 """
 from __future__ import annotations
@@ -44,14 +44,14 @@ class Accelerator:
                         for name in BUFFERS}
         self.completions = Completions(env)
         self.inboxes = {name: Inbox(env, QUEUE_DEPTH)
-                        for name in ("weights", "inputs", "outputs", "tasd", "decoder", "array", "acc")}
-        self.decoded: dict[int, simpy.Event] = {}
+                        for name in ("weights", "inputs", "outputs", "tasd", "array", "acc")}
+        self.weight_load: dict[int, int] = {}  # sparse COMPUTE id -> the LOAD of its weight tile
         self.blocked_on = "dram"
         self.dma = DmaEngine(env, self.dram, self.buffers, {b: self.inboxes[b] for b in BUFFERS}, self.completions,
                              where, timeline)
-        self.decoder = MetadataDecoder(env, hw, self.inboxes["decoder"], self.decoded, where, timeline)
-        self.array = PeArray(env, hw, self.buffers, self.inboxes["array"], self.completions, self.decoded,
-                             lambda: self.blocked_on, timeline)
+        self.decoder = MetadataDecoder(hw, where, timeline)
+        self.array = PeArray(env, hw, self.buffers, self.inboxes["array"], self.completions, self.decoder,
+                             self.weight_load, lambda: self.blocked_on, timeline)
         self.accumulator = Accumulator(env, hw.accumulator, self.buffers["outputs"], hw.psum_bytes,
                                        self.inboxes["acc"], self.completions, timeline)
         self.tasd_units = TasdUnits(env, hw.tasd_units.count, self.inboxes["tasd"], self.completions, timeline)
@@ -81,9 +81,7 @@ class Accelerator:
                     raise TasdsimError(f"{self.where}TASD {ins.id}: hardware {self.hw.name} has no TASD units")
                 self.decoder.check(ins)
             if ins.op == "COMPUTE" and self.decoder.check(ins).metadata_bits:
-                self.decoded[ins.id] = self.env.event()
-                load = self.completions.event(last_weight_load.get(ins["w"], -1))
-                yield from self._put("decoder", (ins, load))
+                self.weight_load[ins.id] = last_weight_load.get(ins["w"], -1)
             yield from self._put(self._route(ins), ins)
             if ins.id % 4096 == 0:
                 self.completions.forget(ins.id - 4 * QUEUE_DEPTH * len(self.inboxes))
@@ -104,7 +102,7 @@ class Accelerator:
     def _put(self, name: str, item: Any) -> Generator[simpy.Event, Any, None]:
         while (wait := self.inboxes[name].put(item)) is not None:
             self.blocked_on = {"weights": "dram", "inputs": "dram", "outputs": "dram", "tasd": "tasd_units",
-                               "decoder": "metadata_decoder", "array": "dram", "acc": "accumulator"}[name]
+                               "array": "dram", "acc": "accumulator"}[name]
             yield wait
 
     def run(self, instrs: Iterable[Instr], name: str, where: str) -> LayerStats:
