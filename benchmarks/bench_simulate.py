@@ -9,7 +9,7 @@ import argparse
 import time
 
 from simulator.config import load_hw
-from simulator.run import choose_series, simulate_layer
+from simulator.run import choose_all_series, choose_series, simulate_layer
 from traces.search import parse_constraint
 from traces.workloads import load_workload
 
@@ -24,10 +24,10 @@ def main() -> None:
     hw = load_hw(args.hw)
     layers = load_workload(args.workload).layers
     constraint = parse_constraint("relative_error<=0.3")
-    simulate_layer(layers[0], hw, choose_series(layers[0], hw, "none", "weights", constraint, 2, 0, 0.5), False)
+    simulate_layer(layers[0], hw, choose_series(layers[0], hw, "auto", "weights", constraint, 2, 0, 0.5), False)
 
     start = time.perf_counter()
-    series = [choose_series(layer, hw, "auto", "weights", constraint, 2, 0, 0.5) for layer in layers]
+    series = choose_all_series(list(layers), hw, "auto", "weights", constraint, 2, 0, 0.5)
     search = time.perf_counter() - start
     start = time.perf_counter()
     stats = [simulate_layer(layer, hw, s, False) for layer, s in zip(layers, series)]

@@ -1,6 +1,8 @@
 """Running layers: choose each layer's series, generate its trace (or read one) and simulate it."""
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from simulator.config import HwConfig, hw_from_dict
@@ -59,6 +61,20 @@ def choose_series(layer: Layer, hw: HwConfig, tasd: str, operand: str, constrain
     else:
         series = parse_series(tasd)
     return LayerSeries(weights=series) if operand == "weights" else LayerSeries(activations=series)
+
+
+def choose_all_series(layers: list[Layer], hw: HwConfig, tasd: str, operand: str, constraint: Constraint,
+                      max_terms: int, seed: int, act_sparsity: float) -> list[LayerSeries]:
+    """choose_series for every layer, in layer order. With `auto` the layers' searches run on a
+    thread pool (the Numba kernels and numpy's generators release the GIL); each layer's result
+    depends only on the layer, so it is the same as one by one."""
+    def pick(layer: Layer) -> LayerSeries:
+        return choose_series(layer, hw, tasd, operand, constraint, max_terms, seed, act_sparsity)
+
+    if tasd != "auto" or len(layers) < 2:
+        return [pick(layer) for layer in layers]
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        return list(pool.map(pick, layers))
 
 
 def add_energy(stats: LayerStats, hw: HwConfig, table: EnergyTable | None) -> LayerStats:
