@@ -15,6 +15,7 @@ from components.dram import Dram
 from components.sram import SramBuffer
 from components.units import Completions, Inbox
 from simulator.timeline import Timeline
+from traces.errors import TasdsimError
 from traces.isa import Instr
 
 
@@ -40,17 +41,21 @@ class DmaEngine:
         while True:
             ins: Instr = yield from inbox.take()
             waited = yield from self.completions.wait(ins)
-            nbytes = ins["bytes"] + (ins["meta"] if ins.op == "LOAD" else 0)
-            where = f"{self.where}{ins.op} {ins.id}"
-            if ins.op == "LOAD":
-                buffer.fill(ins["slot"], nbytes, where)
-                self.dram_bytes["psums_read" if name == "outputs" else name] += ins["bytes"]
-                self.dram_bytes["metadata"] += ins["meta"]
+            f = ins.fields
+            load = ins.op == "LOAD"
+            nbytes = f["bytes"] + f["meta"] if load else f["bytes"]
+            if load:
+                try:
+                    buffer.fill(f["slot"], nbytes)
+                except TasdsimError as err:
+                    raise TasdsimError(f"{self.where}{ins.op} {ins.id}: {err}") from None
+                self.dram_bytes["psums_read" if name == "outputs" else name] += f["bytes"]
+                self.dram_bytes["metadata"] += f["meta"]
             else:
                 self.dram_bytes["outputs"] += nbytes
                 buffer.read(nbytes)
             now = self.env.now
-            dram_done = self.dram.schedule(ins["addr"], nbytes, ins.op == "STORE", now)
+            dram_done = self.dram.schedule(f["addr"], nbytes, not load, now)
             sram_done = now + buffer.cycles(nbytes)
             finish = max(dram_done, sram_done)
             if finish > now:
@@ -59,7 +64,7 @@ class DmaEngine:
             self.transfers += 1
             if self.timeline is not None:
                 label = f"{ins.op} {ins.id}"
-                self.timeline.span("DMA", name, label, now, finish, {"bytes": nbytes, "addr": ins["addr"]})
+                self.timeline.span("DMA", name, label, now, finish, {"bytes": nbytes, "addr": f["addr"]})
                 self.timeline.span("DRAM", name, label, now, dram_done, {"bytes": nbytes})
                 self.timeline.dram_transfer(now, dram_done, nbytes)
             for buf, slot in ins.free:

@@ -40,12 +40,12 @@ class SramBuffer:
         """Cycles to move nbytes through the buffer's ports (0 when ideal)."""
         return 0 if self.ideal else -(-nbytes // self.config.bytes_per_cycle)
 
-    def fill(self, slot: int, nbytes: int, where: str) -> None:
+    def fill(self, slot: int, nbytes: int) -> None:
         """A DMA load wrote nbytes into `slot`."""
         if slot >= self.slots:
-            raise TasdsimError(f"{where}: {self.name} buffer has slots 0..{self.slots - 1}, not {slot}")
+            raise TasdsimError(f"{self.name} buffer has slots 0..{self.slots - 1}, not {slot}")
         if not self.ideal and nbytes > self.slot_bytes:
-            raise TasdsimError(f"{where}: {nbytes} bytes do not fit a {self.name} slot of {self.slot_bytes} bytes")
+            raise TasdsimError(f"{nbytes} bytes do not fit a {self.name} slot of {self.slot_bytes} bytes")
         self.held[slot] = nbytes
         self.stats.write_bytes += nbytes
         self.stats.peak_occupancy_bytes = max(self.stats.peak_occupancy_bytes, sum(self.held))
