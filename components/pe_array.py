@@ -53,14 +53,16 @@ class PeArray:
         self.weight_load = weight_load
         self.idle_cause = idle_cause
         self.stats = PeArrayStats()
+        self._os = hw.pe_array.dataflow == "os"
+        self._fill_drain = 2 * hw.pe_array.rows + hw.pe_array.cols - 2  # 2R + C - 2
         self.process = env.process(self._run(inbox))
 
     def fold_cycles(self, ins: Instr) -> int:
         """Cycles of one COMPUTE with no stall."""
-        r, c, t = self.hw.pe_array.rows, self.hw.pe_array.cols, ins["t"]
-        if self.hw.pe_array.dataflow == "os" and ins["term"] > 0:
-            return t
-        return 2 * r + c + t - 2
+        f = ins.fields
+        if self._os and f["term"] > 0:
+            return f["t"]
+        return self._fill_drain + f["t"]
 
     def _port_cycles(self, ins: Instr) -> int:
         """Cycles the buffers' ports need for this fold's operand reads and psum writes."""
@@ -112,8 +114,8 @@ class PeArray:
             s.compute_cycles += cycles
             s.stall_cycles["sram"] += max(0, port - cycles)
             s.folds += 1
-            s.macs_issued += ins["macs"]
-            s.macs_useful += ins["useful"]
+            s.macs_issued += ins.fields["macs"]
+            s.macs_useful += ins.fields["useful"]
             s.end = self.env.now
             for buf, slot in ins.free:
                 self.buffers[buf].free(slot)
