@@ -272,6 +272,7 @@ class Dram:
         self.stats = DramStats()
         self._ratio = _cycles_per_tck(timing, clock_ghz)   # accelerator cycles per tCK
         self._ratio_pq = (self._ratio.numerator, self._ratio.denominator)
+        self._burst_bytes = timing.burst_bytes
         self._banks = np.zeros((3, timing.channels, timing.banks), dtype=np.int64)
         self._banks[0] = -1                                   # open row per bank: none
         self._bus_free = np.zeros(timing.channels, dtype=np.int64)
@@ -297,9 +298,9 @@ class Dram:
         self._last_arrival = now
         if nbytes == 0:
             return now
-        t = self.timing
-        first = address // t.burst_bytes
-        count = (address + nbytes - 1) // t.burst_bytes - first + 1
+        burst = self._burst_bytes
+        first = address // burst
+        count = (address + nbytes - 1) // burst - first + 1
         s = self.stats
         if write:
             s.writes += count
@@ -310,7 +311,7 @@ class Dram:
         if self.ideal:
             return now
         p, q = self._ratio_pq
-        t0 = _ceil_div(now * q, p)                            # arrival in tCK, rounded up
+        t0 = -(-now * q // p)                                 # arrival in tCK, rounded up
         finish_tck, hits, misses, conflicts = _serve_bursts(first, count, t0, self._banks, self._bus_free,
                                                             self._params)
         s.row_hits += hits
@@ -318,7 +319,7 @@ class Dram:
         s.row_conflicts += conflicts
         s.activates += misses + conflicts
         s.precharges += conflicts
-        finish = _ceil_div(int(finish_tck) * p, q)
+        finish = -(-int(finish_tck) * p // q)                # back to accelerator cycles, rounded up
         if finish > self._busy_until:
             s.busy_cycles += finish - max(now, self._busy_until)
             self._busy_until = finish
