@@ -16,7 +16,6 @@ from hypothesis import strategies as st
 
 from components import mac_kernels
 from simulator import functional
-from simulator.cli import main
 from simulator.config import load_hw
 from simulator.functional import LayerTensors, run_layer
 from simulator.run import LayerSeries, simulate_layer
@@ -25,6 +24,7 @@ from traces.errors import TasdsimError
 from traces.generate import plan
 from traces.patterns import parse_series
 from traces.workloads import gemm_layer
+from cli_helpers import assert_one_line_error, cli
 
 SERIES = ["2:4", "1:4", "2:4+1:4", "1:8+1:4"]
 RAGGED = [(37, 19, 45), (100, 70, 50), (5, 3, 3), (64, 33, 130)]  # K % 4 or K % 8 != 0 (and K < M)
@@ -254,21 +254,6 @@ def test_timing_does_not_run_the_kernels(monkeypatch):
 
 
 # ----------------------------------------------------------------------------- 4. CLI
-
-
-def cli(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_one_line_error(code, err, *needles):
-    assert code == 2
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert "Traceback" not in err
-    for needle in needles:
-        assert needle in err, err
 
 
 @pytest.mark.parametrize("extra", [[], ["--set", "pe_array.dataflow=os"], ["--memory", "ideal"],

@@ -13,12 +13,12 @@ import json
 import pytest
 
 from components.dram import load_dram_preset, min_transfer_cycles
-from simulator.cli import main
 from simulator.config import load_hw
 from simulator.run import LayerSeries, simulate_layer
 from traces.errors import TasdsimError
 from traces.patterns import parse_series
 from traces.workloads import gemm_layer
+from cli_helpers import assert_one_line_error, cli
 
 SHAPES = ["7x5x3", "33x65x97", "100x31x200", "1x1x1", "64x64x64", "5x40x70", "3x17x9"]
 ARRAYS = [(32, 32), (8, 8), (16, 4), (4, 16)]
@@ -249,21 +249,6 @@ def test_metadata_decoder_latency_only_adds():
 
 
 # ----------------------------------------------------------------------------- 6. CLI
-
-
-def cli(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_one_line_error(code, err, *needles):
-    assert code == 2
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert "Traceback" not in err
-    for n in needles:
-        assert n in err, err
 
 
 def test_cli_simulate_json(capsys):

@@ -12,15 +12,10 @@ from traces.errors import TasdsimError
 from traces.patterns import parse_series
 from traces.trace_file import TraceReader, write_trace
 from traces.workloads import gemm_layer
+from cli_helpers import cli
 
 GEMM = "200x100x300"
 HEADER_LINES = 5  # magic + hardware, layer, series, tiling; instruction id i is on line i + 6
-
-
-def cli(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def make_trace(capsys, path, *extra, hw="vegeta-m4", gemm=GEMM, tasd="2:4+1:4"):
