@@ -145,6 +145,10 @@ class _Emitter:
             self.freed_by[slot] = ins.id
         return ins
 
+    def tasd(self, slot: int, term: int, p: Pattern, groups: int, load: int) -> Instr:
+        """The TASD units decompose the input tile in `slot` (loaded by `load`) into term `term`."""
+        return self.emit("TASD", {"slot": slot, "term": term, "pattern": str(p), "groups": groups}, [load])
+
     def after_free(self, buf: str, slot: int) -> list[int]:
         """The dependency a new writer of (buf, slot) needs: the last instruction that freed it."""
         last = self.freed_by.get((buf, slot))
@@ -185,8 +189,7 @@ def _generate_ws(layer: Layer, hw: HwConfig, weights: Series, activations: Serie
                 for i, p in enumerate(series.terms):
                     source = load_in.id
                     if act_sparse:
-                        tasd = e.emit("TASD", {"slot": slot, "term": i, "pattern": str(p),
-                                               "groups": t * p.groups(layer.k)}, [load_in.id])
+                        tasd = e.tasd(slot, i, p, t * p.groups(layer.k), load_in.id)
                         yield tasd
                         source = tasd.id
                     depth, useful = p.depth(layer.k), useful_depth(p, layer.k)
@@ -259,8 +262,7 @@ def _generate_os(layer: Layer, hw: HwConfig, weights: Series, activations: Serie
                 for i, p in enumerate(series.terms):
                     source = load_in.id
                     if act_sparse:
-                        tasd = e.emit("TASD", {"slot": slot, "term": i, "pattern": str(p),
-                                               "groups": rows * p.groups(layer.k)}, [load_in.id])
+                        tasd = e.tasd(slot, i, p, rows * p.groups(layer.k), load_in.id)
                         yield tasd
                         source = tasd.id
                     depth = p.depth(layer.k)
