@@ -1,15 +1,22 @@
 """Whole-network simulation speed: ResNet-50 (batch 1) on vegeta-m4 with DDR4 and --tasd auto.
 
-Prints the wall time of TASDER (the series search) and of the simulation apart, and the ratio of
-the total to the 2 s goal. Run: python benchmarks/bench_simulate.py
+Prints, in this process after a warm-up: the wall time of TASDER (the series search, layers on a
+thread pool), of the simulation one layer after another and on `--jobs` worker processes, and the
+ratio of search + simulation to the 2 s goal. Then the wall time of the whole command
+`tasdsim simulate --hw vegeta-m4 --workload resnet50 --tasd auto` (start-up, imports and Numba
+cache loading included; median of --cli-runs runs). Run: python benchmarks/bench_simulate.py
 """
 from __future__ import annotations
 
 import argparse
+import os
+import statistics
+import subprocess
+import sys
 import time
 
 from simulator.config import load_hw
-from simulator.run import choose_all_series, choose_series, simulate_layer
+from simulator.run import choose_all_series, choose_series, simulate_layer, simulate_layers
 from traces.search import parse_constraint
 from traces.workloads import load_workload
 
@@ -20,23 +27,42 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--hw", default="vegeta-m4")
     parser.add_argument("--workload", default="resnet50")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--cli-runs", type=int, default=3, help="runs of the whole command (0: skip)")
     args = parser.parse_args()
     hw = load_hw(args.hw)
-    layers = load_workload(args.workload).layers
+    layers = list(load_workload(args.workload).layers)
     constraint = parse_constraint("relative_error<=0.3")
     simulate_layer(layers[0], hw, choose_series(layers[0], hw, "auto", "weights", constraint, 2, 0, 0.5), False)
 
     start = time.perf_counter()
-    series = choose_all_series(list(layers), hw, "auto", "weights", constraint, 2, 0, 0.5)
+    series = choose_all_series(layers, hw, "auto", "weights", constraint, 2, 0, 0.5)
     search = time.perf_counter() - start
     start = time.perf_counter()
-    stats = [simulate_layer(layer, hw, s, False) for layer, s in zip(layers, series)]
-    sim = time.perf_counter() - start
+    serial = [simulate_layer(layer, hw, s, False) for layer, s in zip(layers, series)]
+    one_by_one = time.perf_counter() - start
+    start = time.perf_counter()
+    stats = simulate_layers(layers, hw, series, False, jobs=args.jobs)
+    parallel = time.perf_counter() - start
+    assert [s.as_dict() for s in stats] == [s.as_dict() for s in serial], "worker processes changed a result"
     cycles = sum(s.cycles for s in stats)
+    total = search + parallel
     print(f"{args.workload} ({len(layers)} layers) on {hw.name}, DDR4, --tasd auto: {cycles:,} cycles")
-    print(f"  TASDER search       {search:8.2f} s")
-    print(f"  simulation          {sim:8.2f} s")
-    print(f"  total               {search + sim:8.2f} s   ({(search + sim) / GOAL_SECONDS:.1f}x the {GOAL_SECONDS:.0f} s goal)")
+    print(f"  TASDER search                {search:6.2f} s")
+    print(f"  simulation, one by one       {one_by_one:6.2f} s")
+    print(f"  simulation, {args.jobs} processes     {parallel:6.2f} s   ({one_by_one / parallel:.2f}x one by one)")
+    print(f"  search + simulation          {total:6.2f} s   ({total / GOAL_SECONDS:.2f}x the {GOAL_SECONDS:.0f} s goal)")
+    if args.cli_runs > 0:
+        command = [sys.executable, "-m", "simulator.cli", "simulate", "--hw", args.hw, "--workload", args.workload,
+                   "--tasd", "auto", "--jobs", str(args.jobs)]
+        walls = []
+        for _ in range(args.cli_runs):
+            start = time.perf_counter()
+            subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+            walls.append(time.perf_counter() - start)
+        wall = statistics.median(walls)
+        print(f"  whole command (median of {args.cli_runs})  {wall:6.2f} s   ({wall / GOAL_SECONDS:.2f}x the goal; "
+              f"runs {', '.join(f'{w:.2f}' for w in walls)})")
 
 
 if __name__ == "__main__":

@@ -37,8 +37,11 @@ class Accumulator:
 
     def _run(self, inbox: Inbox) -> Generator[simpy.Event, Any, None]:
         while True:
-            ins: Instr = yield from inbox.take()
-            yield from self.completions.wait(ins)
+            ins: Instr = inbox.pop()
+            if ins is None:
+                ins = yield from inbox.take()
+            if self.completions.pending(ins):
+                yield from self.completions.wait(ins)
             words = ins["words"]
             cycles = self.cycles(words)
             start = self.env.now

@@ -37,29 +37,34 @@ class DmaEngine:
         self.processes = [env.process(self._run(name, inbox)) for name, inbox in inboxes.items()]
 
     def _run(self, name: str, inbox: Inbox) -> Generator[simpy.Event, Any, None]:
-        buffer = self.buffers[name]
+        buffer, buffers, env, completions, dram = self.buffers[name], self.buffers, self.env, self.completions, self.dram
+        dram_bytes = self.dram_bytes
+        operand = "psums_read" if name == "outputs" else name
         while True:
-            ins: Instr = yield from inbox.take()
-            waited = yield from self.completions.wait(ins)
+            ins: Instr = inbox.pop()
+            if ins is None:
+                ins = yield from inbox.take()
+            waited = (yield from completions.wait(ins)) if completions.pending(ins) else ()
             f = ins.fields
             load = ins.op == "LOAD"
-            nbytes = f["bytes"] + f["meta"] if load else f["bytes"]
             if load:
+                nbytes = f["bytes"] + f["meta"]
                 try:
                     buffer.fill(f["slot"], nbytes)
                 except TasdsimError as err:
                     raise TasdsimError(f"{self.where}{ins.op} {ins.id}: {err}") from None
-                self.dram_bytes["psums_read" if name == "outputs" else name] += f["bytes"]
-                self.dram_bytes["metadata"] += f["meta"]
+                dram_bytes[operand] += f["bytes"]
+                dram_bytes["metadata"] += f["meta"]
             else:
-                self.dram_bytes["outputs"] += nbytes
+                nbytes = f["bytes"]
+                dram_bytes["outputs"] += nbytes
                 buffer.read(nbytes)
-            now = self.env.now
-            dram_done = self.dram.schedule(f["addr"], nbytes, not load, now)
+            now = env.now
+            dram_done = dram.schedule(f["addr"], nbytes, not load, now)
             sram_done = now + buffer.cycles(nbytes)
-            finish = max(dram_done, sram_done)
+            finish = dram_done if dram_done >= sram_done else sram_done
             if finish > now:
-                yield self.env.timeout(finish - now)
+                yield env.timeout(finish - now)
             self.busy_cycles[name] += finish - now
             self.transfers += 1
             if self.timeline is not None:
@@ -68,9 +73,9 @@ class DmaEngine:
                 self.timeline.span("DRAM", name, label, now, dram_done, {"bytes": nbytes})
                 self.timeline.dram_transfer(now, dram_done, nbytes)
             for buf, slot in ins.free:
-                self.buffers[buf].free(slot)
+                buffers[buf].free(slot)
             if finish == now and waited:
                 cause = max(waited, key=lambda w: w[1])[0]  # what held this zero-time transfer back
             else:
                 cause = "sram" if sram_done > dram_done else "dram"
-            self.completions.done(ins, cause)
+            completions.done(ins, cause)

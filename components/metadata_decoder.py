@@ -28,18 +28,24 @@ class MetadataDecoder:
         self.folds = 0
         self.indices = 0  # N:M indices decoded (one per weight slot of a fold)
         self.busy_cycles = 0
+        self._supported: dict[str, Pattern] = {}  # pattern text -> pattern, once checked
 
     def check(self, ins: Instr) -> Pattern:
         """The pattern of a COMPUTE or TASD, if the hardware supports it; dense folds carry no
         metadata to decode."""
+        text = str(ins.fields["pattern"])
+        pattern = self._supported.get(text)
+        if pattern is not None:
+            return pattern
         try:
-            pattern = parse_pattern(str(ins["pattern"]))
+            pattern = parse_pattern(text)
         except TasdsimError as err:
             raise TasdsimError(f"{self.where}{ins.op} {ins.id}: {err}") from None
         if not self.hw.supports(pattern):
             supported = ", ".join(str(p) for p in self.hw.pe_array.patterns)
             raise TasdsimError(f"{self.where}{ins.op} {ins.id}: pattern {pattern} is not supported by the metadata "
                                f"decoder of {self.hw.name} (supports {supported})")
+        self._supported[text] = pattern
         return pattern
 
     def decode(self, ins: Instr, weights_ready: int) -> int:

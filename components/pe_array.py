@@ -55,6 +55,7 @@ class PeArray:
         self.stats = PeArrayStats()
         self._os = hw.pe_array.dataflow == "os"
         self._fill_drain = 2 * hw.pe_array.rows + hw.pe_array.cols - 2  # 2R + C - 2
+        self._port_traffic: dict[tuple, tuple[int, int, int, int, int]] = {}  # by (rows, cols, t, first term)
         self.process = env.process(self._run(inbox))
 
     def fold_cycles(self, ins: Instr) -> int:
@@ -65,21 +66,32 @@ class PeArray:
         return self._fill_drain + f["t"]
 
     def _port_cycles(self, ins: Instr) -> int:
-        """Cycles the buffers' ports need for this fold's operand reads and psum writes."""
+        """Cycles the buffers' ports need for this fold's operand reads and psum writes; counts them."""
         f = ins.fields
+        key = (f["rows"], f["cols"], f["t"], f["term"] == 0)
+        traffic = self._port_traffic.get(key)
+        if traffic is None:
+            traffic = self._port_traffic[key] = self._traffic(*key)
+        inputs, weights, psum_reads, psum_writes, port = traffic
+        b = self.buffers
+        b["inputs"].read(inputs)
+        b["weights"].read(weights)
+        b["outputs"].read(psum_reads)
+        b["outputs"].write(psum_writes)
+        return port
+
+    def _traffic(self, rows: int, cols: int, t: int, first_term: bool) -> tuple[int, int, int, int, int]:
+        """Bytes a fold reads (inputs, weights, psums), psum bytes it writes, and the port cycles."""
         word, psum = self.hw.word_bytes, self.hw.psum_bytes
-        rows, cols, t = f["rows"], f["cols"], f["t"]
-        if self.hw.pe_array.dataflow == "ws":
-            inputs, weights, psum_reads, psum_writes = t * rows * word, rows * cols * word, t * cols * psum, t * cols * psum
-        else:
+        if self._os:
             inputs, weights, psum_reads = rows * t * word, t * cols * word, 0
-            psum_writes = rows * cols * psum if f["term"] == 0 else 0
-        b_in, b_w, b_out = self.buffers["inputs"], self.buffers["weights"], self.buffers["outputs"]
-        b_in.read(inputs)
-        b_w.read(weights)
-        b_out.read(psum_reads)
-        b_out.write(psum_writes)
-        return max(b_in.cycles(inputs), b_w.cycles(weights), b_out.cycles(psum_reads + psum_writes))
+            psum_writes = rows * cols * psum if first_term else 0
+        else:
+            inputs, weights, psum_reads, psum_writes = t * rows * word, rows * cols * word, t * cols * psum, t * cols * psum
+        b = self.buffers
+        port = max(b["inputs"].cycles(inputs), b["weights"].cycles(weights),
+                   b["outputs"].cycles(psum_reads + psum_writes))
+        return inputs, weights, psum_reads, psum_writes, port
 
     def _record(self, ins: Instr, idle_start: int, start: int, cycles: int, port: int) -> None:
         tl = self.timeline
@@ -90,33 +102,39 @@ class PeArray:
         tl.span("PE array", "stalls", "sram ports", start + cycles, start + port, busy=False)
 
     def _run(self, inbox: Inbox) -> Generator[simpy.Event, Any, None]:
-        s = self.stats
+        s, env, completions, buffers = self.stats, self.env, self.completions, self.buffers
+        stalls = s.stall_cycles
         while True:
-            idle_start = self.env.now
-            cause = None if inbox.items else self.idle_cause()
-            ins: Instr = yield from inbox.take()
-            if cause is not None:
-                s.stall_cycles[cause] += self.env.now - idle_start
-            for cause, cycles in (yield from self.completions.wait(ins)):
-                s.stall_cycles[cause] += cycles
+            idle_start = env.now
+            ins: Instr = inbox.pop()
+            if ins is None:
+                cause = self.idle_cause()
+                ins = yield from inbox.take()
+                stalls[cause] += env.now - idle_start
+            if completions.pending(ins):
+                for cause, cycles in (yield from completions.wait(ins)):
+                    stalls[cause] += cycles
             load = self.weight_load.pop(ins.id, None)
             if load is not None:
-                ready = self.decoder.decode(ins, self.completions.finished_at.get(load, 0))
-                if ready > self.env.now:
-                    s.stall_cycles["metadata_decoder"] += ready - self.env.now
-                    yield self.env.timeout(ready - self.env.now)
+                ready = self.decoder.decode(ins, completions.finished_at.get(load, 0))
+                if ready > env.now:
+                    stalls["metadata_decoder"] += ready - env.now
+                    yield env.timeout(ready - env.now)
             cycles = self.fold_cycles(ins)
             port = self._port_cycles(ins)
-            start = self.env.now
             if self.timeline is not None:
-                self._record(ins, idle_start, start, cycles, port)
-            yield self.env.timeout(max(cycles, port))
+                self._record(ins, idle_start, env.now, cycles, port)
+            if port > cycles:
+                stalls["sram"] += port - cycles
+                yield env.timeout(port)
+            else:
+                yield env.timeout(cycles)
+            f = ins.fields
             s.compute_cycles += cycles
-            s.stall_cycles["sram"] += max(0, port - cycles)
             s.folds += 1
-            s.macs_issued += ins.fields["macs"]
-            s.macs_useful += ins.fields["useful"]
-            s.end = self.env.now
+            s.macs_issued += f["macs"]
+            s.macs_useful += f["useful"]
+            s.end = env.now
             for buf, slot in ins.free:
-                self.buffers[buf].free(slot)
-            self.completions.done(ins, "pe_array")
+                buffers[buf].free(slot)
+            completions.done(ins, "pe_array")

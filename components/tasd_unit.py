@@ -36,8 +36,11 @@ class TasdUnits:
 
     def _run(self, inbox: Inbox) -> Generator[simpy.Event, Any, None]:
         while True:
-            ins: Instr = yield from inbox.take()
-            yield from self.completions.wait(ins)
+            ins: Instr = inbox.pop()
+            if ins is None:
+                ins = yield from inbox.take()
+            if self.completions.pending(ins):
+                yield from self.completions.wait(ins)
             m = parse_pattern(str(ins["pattern"])).m
             cycles = self.cycles(ins["groups"], m)
             start = self.env.now

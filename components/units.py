@@ -37,16 +37,21 @@ class Inbox:
             getter.succeed()
         return None
 
-    def take(self) -> Generator[simpy.Event, Any, Any]:
-        """The next item, waiting while the inbox is empty."""
+    def pop(self) -> Any:
+        """The next item, or None when the inbox is empty (then wait on `arrival()` and retry)."""
         if not self.items:
-            self._getter = self.env.event()
-            yield self._getter
-        item = self.items.popleft()
+            return None
         if self._putter is not None:
             putter, self._putter = self._putter, None
             putter.succeed()
-        return item
+        return self.items.popleft()
+
+    def take(self) -> Generator[simpy.Event, Any, Any]:
+        """The next item, waiting while the inbox is empty (`pop` first is cheaper)."""
+        while not self.items:
+            self._getter = self.env.event()
+            yield self._getter
+        return self.pop()
 
 
 class Completions:
@@ -82,6 +87,14 @@ class Completions:
         event = self._events.pop(ins.id, None)
         if event is not None:
             event.succeed()
+
+    def pending(self, ins: Instr) -> bool:
+        """Whether any dependency of `ins` is unfinished (then `wait` for them)."""
+        waiting = self.waiting
+        for dep in ins.deps:
+            if dep in waiting:
+                return True
+        return False
 
     def wait(self, ins: Instr) -> Generator[simpy.Event, Any, list[tuple[str, int]]]:
         """Wait for every dependency; returns (cause, cycles waited) per dependency that held it."""

@@ -59,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeline-layers", metavar="NAMES", help="record only these layers (comma-separated)")
     p.add_argument("--timeline-max-events", type=int, default=500_000,
                    help="stop recording complete events past this many (default 500000)")
+    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                   help="layers simulated in parallel processes (default: cores; with --timeline: 1)")
     p.add_argument("--out", help="directory for compute.csv, memory.csv, sparsity.csv, result.json and plots")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 

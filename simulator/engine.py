@@ -68,23 +68,38 @@ class Accelerator:
     def _dispatch(self, instrs: Iterable[Instr]) -> Generator[simpy.Event, Any, None]:
         last_weight_load: dict[int, int] = {}
         replay = bool(self.where)
+        completions = self.completions
+        inboxes = self.inboxes
         for ins in instrs:
             if replay:
-                self._check_slots(ins)
-            if ins.deps and max(ins.deps) >= ins.id:
-                raise TasdsimError(f"{self.where}{ins.op} {ins.id}: deps must name earlier instructions")
-            self.completions.open(ins)
-            if ins.op == "LOAD" and ins["buf"] == "weights":
-                last_weight_load[ins["slot"]] = ins.id
-            if ins.op == "TASD":
-                if self.hw.tasd_units.count == 0:
-                    raise TasdsimError(f"{self.where}TASD {ins.id}: hardware {self.hw.name} has no TASD units")
-                self.decoder.check(ins)
-            if ins.op == "COMPUTE" and self.decoder.check(ins).metadata_bits:
-                self.weight_load[ins.id] = last_weight_load.get(ins["w"], -1)
-            yield from self._put(self._route(ins), ins)
+                self._check_replayed(ins)
+            completions.open(ins)
+            op = ins.op
+            if op == "COMPUTE":
+                if self.decoder.check(ins).metadata_bits:
+                    self.weight_load[ins.id] = last_weight_load.get(ins.fields["w"], -1)
+                route = "array"
+            elif op == "LOAD" or op == "STORE":
+                route = ins.fields["buf"]
+                if route == "weights" and op == "LOAD":
+                    last_weight_load[ins.fields["slot"]] = ins.id
+            else:
+                if op == "TASD":
+                    if self.hw.tasd_units.count == 0:
+                        raise TasdsimError(f"{self.where}TASD {ins.id}: hardware {self.hw.name} has no TASD units")
+                    self.decoder.check(ins)
+                route = ROUTES[op]
+            wait = inboxes[route].put(ins)
+            if wait is not None:
+                yield from self._put(route, ins, wait)
             if ins.id % 4096 == 0:
-                self.completions.forget(ins.id - 4 * QUEUE_DEPTH * len(self.inboxes))
+                completions.forget(ins.id - 4 * QUEUE_DEPTH * len(inboxes))
+
+    def _check_replayed(self, ins: Instr) -> None:
+        """A trace file's instruction names earlier instructions and existing slots (generated ones do)."""
+        if ins.deps and max(ins.deps) >= ins.id:
+            raise TasdsimError(f"{self.where}{ins.op} {ins.id}: deps must name earlier instructions")
+        self._check_slots(ins)
 
     def _check_slots(self, ins: Instr) -> None:
         """Every buffer slot an instruction of a trace file names exists (generated ones do)."""
@@ -99,11 +114,13 @@ class Accelerator:
                 raise TasdsimError(f"{self.where}{ins.op} {ins.id}: {buf} buffer has slots 0..{SLOTS[buf] - 1}, "
                                    f"not {slot}")
 
-    def _put(self, name: str, item: Any) -> Generator[simpy.Event, Any, None]:
-        while (wait := self.inboxes[name].put(item)) is not None:
+    def _put(self, name: str, item: Any, wait: simpy.Event) -> Generator[simpy.Event, Any, None]:
+        """Put `item` into inbox `name`, which was full (`wait` fires when it has room)."""
+        while wait is not None:
             self.blocked_on = {"weights": "dram", "inputs": "dram", "outputs": "dram", "tasd": "tasd_units",
                                "array": "dram", "acc": "accumulator"}[name]
             yield wait
+            wait = self.inboxes[name].put(item)
 
     def run(self, instrs: Iterable[Instr], name: str, where: str) -> LayerStats:
         """Run the instructions to completion and collect the layer's statistics."""

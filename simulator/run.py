@@ -1,6 +1,7 @@
 """Running layers: choose each layer's series, generate its trace (or read one) and simulate it."""
 from __future__ import annotations
 
+import multiprocessing
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -95,6 +96,29 @@ def simulate_layer(layer: Layer, hw: HwConfig, series: LayerSeries, ideal_memory
         timeline.end_layer(layer.name, stats.cycles)
     stats.series, stats.tiling = series.as_dict(), tiling.as_dict()
     return add_energy(stats, hw, energy)
+
+
+def simulate_layers(layers: list[Layer], hw: HwConfig, series: list[LayerSeries], ideal_memory: bool,
+                    energy: EnergyTable | None = None, jobs: int = 1) -> list[LayerStats]:
+    """simulate_layer for every layer, results in layer order. With jobs > 1 the layers run on that
+    many forked worker processes, the most folds first; every layer is an independent run, so the
+    results are identical to running them one by one."""
+    if jobs < 2 or len(layers) < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        return [simulate_layer(layer, hw, s, ideal_memory, energy) for layer, s in zip(layers, series)]
+    folds = [plan(layer, hw, s.weights, s.activations, unbounded=ideal_memory).folds
+             for layer, s in zip(layers, series)]
+    order = sorted(range(len(layers)), key=lambda i: -folds[i])
+    tasks = [(i, layers[i], hw, series[i], ideal_memory, energy) for i in order]
+    results: list[LayerStats | None] = [None] * len(layers)
+    with multiprocessing.get_context("fork").Pool(min(jobs, len(layers))) as pool:
+        for i, stats in pool.imap_unordered(_simulate_task, tasks):
+            results[i] = stats
+    return results
+
+
+def _simulate_task(task: tuple) -> tuple[int, LayerStats]:
+    i, layer, hw, series, ideal_memory, energy = task
+    return i, simulate_layer(layer, hw, series, ideal_memory, energy)
 
 
 def layer_from_header(header: dict, path: str) -> Layer:

@@ -14,8 +14,8 @@ from simulator.config import HwConfig, load_hw
 from simulator.energy import load_energy
 from simulator.timeline import Timeline
 from simulator.output import print_json, print_table
-from simulator.run import (LayerSeries, choose_all_series, choose_series, simulate_layer, simulate_trace,
-                           trace_header)
+from simulator.run import (LayerSeries, choose_all_series, choose_series, simulate_layer, simulate_layers,
+                           simulate_trace, trace_header)
 from simulator.stats import STALL_CAUSES, LayerStats, total
 from traces.errors import TasdsimError
 from traces.generate import generate, plan
@@ -63,9 +63,12 @@ def run_simulate(args: argparse.Namespace) -> int:
             todo = _layers(args)
             series = choose_all_series(todo, hw, args.tasd, args.operand, parse_constraint(args.quality),
                                        args.max_terms, args.seed, args.act_sparsity)
-            layers = [simulate_layer(layer, hw, s, ideal, table,
-                                     timeline if chosen is None or layer.name in chosen else None)
-                      for layer, s in zip(todo, series)]
+            if timeline is None:
+                layers = simulate_layers(todo, hw, series, ideal, table, _jobs(args))
+            else:
+                layers = [simulate_layer(layer, hw, s, ideal, table,
+                                         timeline if chosen is None or layer.name in chosen else None)
+                          for layer, s in zip(todo, series)]
     pes = hw.pe_array.rows * hw.pe_array.cols
     notes: list[str] = []
     result = {"hardware": hw.as_dict(), "memory": args.memory,
@@ -103,6 +106,12 @@ def run_simulate(args: argparse.Namespace) -> int:
     for note in notes:
         print(note)
     return 0
+
+
+def _jobs(args: argparse.Namespace) -> int:
+    if args.jobs < 1:
+        raise TasdsimError(f"--jobs must be at least 1, got {args.jobs}")
+    return args.jobs
 
 
 def _timeline(args: argparse.Namespace) -> Timeline | None:

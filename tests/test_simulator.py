@@ -14,10 +14,10 @@ import pytest
 
 from components.dram import load_dram_preset, min_transfer_cycles
 from simulator.config import load_hw
-from simulator.run import LayerSeries, simulate_layer
+from simulator.run import LayerSeries, simulate_layer, simulate_layers
 from traces.errors import TasdsimError
 from traces.patterns import parse_series
-from traces.workloads import gemm_layer
+from traces.workloads import gemm_layer, load_workload
 from cli_helpers import assert_one_line_error, cli
 
 SHAPES = ["7x5x3", "33x65x97", "100x31x200", "1x1x1", "64x64x64", "5x40x70", "3x17x9"]
@@ -233,6 +233,27 @@ def test_deterministic(preset, shape, series):
     assert a == b
 
 
+def test_layers_in_worker_processes_equal_one_by_one():
+    hw = load_hw("vegeta-m4", [])
+    layers = list(load_workload("resnet50").layers[:6])
+    series = [LayerSeries(weights=parse_series(s)) for s in ("2:4", "2:4+1:4", "dense", "1:4", "2:4", "4:4")]
+    one_by_one = [s.as_dict() for s in simulate_layers(layers, hw, series, False, jobs=1)]
+    parallel = [s.as_dict() for s in simulate_layers(layers, hw, series, False, jobs=3)]
+    assert parallel == one_by_one
+    assert [s["name"] for s in parallel] == [layer.name for layer in layers]
+
+
+def test_cli_jobs_do_not_change_the_result(capsys):
+    argv = ["simulate", "--hw", "vegeta-m4", "--workload", "mobilenetv2", "--layers",
+            "features.0.0,features.1.conv.1,features.2.conv.2", "--tasd", "auto", "--json"]
+    outs = []
+    for jobs in ("1", "2"):
+        code, out, _ = cli(capsys, *argv, "--jobs", jobs)
+        assert code == 0
+        outs.append(out)
+    assert outs[0] == outs[1]
+
+
 def test_os_real_memory():
     hw = load_hw("vegeta-m4", ["pe_array.dataflow=os"])
     st = run("100x70x130", hw, "2:4+1:4", ideal=False)
@@ -317,6 +338,7 @@ def test_cli_workload_layers(capsys):
     (["--hw", "dense-ws-32x32", "--gemm", "8x8x8", "--set", "dram.channels=0"], ["channels"]),
     (["--hw", "dense-ws-32x32", "--workload", "resnet50", "--layers", "nope"], ["nope"]),
     (["--gemm", "8x8x8"], ["--hw"]),
+    (["--hw", "dense-ws-32x32", "--gemm", "8x8x8", "--jobs", "0"], ["--jobs"]),
     (["--hw", "dense-ws-32x32", "--trace", "/nonexistent/x.trace"], ["/nonexistent/x.trace"]),
 ])
 def test_cli_bad_input_one_line(capsys, argv, needles):

@@ -139,7 +139,7 @@ class _Emitter:
         self.freed_by: dict[tuple[str, int], int] = {}
 
     def emit(self, op: str, fields: dict, deps: list[int], free: tuple = ()) -> Instr:
-        ins = Instr(self.next_id, op, fields, tuple(sorted(set(deps))), tuple(free))
+        ins = Instr(self.next_id, op, fields, tuple(deps) if len(deps) < 2 else tuple(sorted(set(deps))), tuple(free))
         self.next_id += 1
         for slot in free:
             self.freed_by[slot] = ins.id
@@ -176,6 +176,7 @@ def _generate_ws(layer: Layer, hw: HwConfig, weights: Series, activations: Serie
     for g in range(layer.groups):
         for ct in range(tiling.col_tiles):
             cols = min(c, layer.n - ct * c)
+            folds = _ws_folds(layer, hw, series, act_sparse, cols)
             for rb in range(tiling.row_blocks):
                 t = min(tiling.block_rows, layer.m - rb * tiling.block_rows)
                 slot = tile % 2
@@ -192,30 +193,24 @@ def _generate_ws(layer: Layer, hw: HwConfig, weights: Series, activations: Serie
                         tasd = e.tasd(slot, i, p, t * p.groups(layer.k), load_in.id)
                         yield tasd
                         source = tasd.id
-                    depth, useful = p.depth(layer.k), useful_depth(p, layer.k)
                     stage = term_count % 2
                     stage_wait = e.after_free("outputs", 2 + stage) if multi_term else []
                     term_count += 1
-                    for f in range(-(-depth // r)):
-                        rows = min(r, depth - f * r)
+                    pattern = str(p)
+                    last_fold = len(folds[i]) - 1
+                    base = ((g * len(series.terms) + i) * tiling.col_tiles + ct) * max_folds
+                    for f, (rows, values, meta, useful_rows) in enumerate(folds[i]):
                         wslot = fold_count % 2
                         fold_count += 1
-                        if act_sparse:
-                            values, meta = _dense_rows_covered(p, layer.k, f * r, rows) * cols * word, 0
-                        else:
-                            values, meta = weight_tile_bytes(rows, cols, hw, weights, i)
-                        addr = WEIGHTS_BASE + (((g * len(series.terms) + i) * tiling.col_tiles + ct) * max_folds
-                                               + f) * w_stride
                         load_w = e.emit("LOAD", {"buf": "weights", "slot": wslot, "bytes": values, "meta": meta,
-                                                 "addr": addr}, e.after_free("weights", wslot))
+                                                 "addr": WEIGHTS_BASE + (base + f) * w_stride},
+                                        e.after_free("weights", wslot))
                         yield load_w
-                        useful_rows = min(rows, max(0, useful - f * r))
-                        last_term_fold = f == -(-depth // r) - 1
                         free = [("weights", wslot)]
-                        if last_term_fold and i == len(series.terms) - 1:
+                        if f == last_fold and i == len(series.terms) - 1:
                             free.append(("inputs", slot))
                         last_compute = e.emit(
-                            "COMPUTE", {"w": wslot, "i": slot, "o": slot, "term": i, "pattern": str(p), "rows": rows,
+                            "COMPUTE", {"w": wslot, "i": slot, "o": slot, "term": i, "pattern": pattern, "rows": rows,
                                         "cols": cols, "t": t, "macs": rows * cols * t,
                                         "useful": useful_rows * cols * t},
                             [load_w.id, source] + out_wait + stage_wait, free)
@@ -231,6 +226,26 @@ def _generate_ws(layer: Layer, hw: HwConfig, weights: Series, activations: Serie
                                        * out_stride},
                              [last_compute.id] + accs, [("outputs", slot)])
                 tile += 1
+
+
+def _ws_folds(layer: Layer, hw: HwConfig, series: Series, act_sparse: bool,
+              cols: int) -> tuple[tuple[tuple[int, int, int, int], ...], ...]:
+    """Per term, per fold of a WS column tile `cols` wide: (compressed rows, weight value bytes,
+    metadata bytes, useful rows)."""
+    r, word = hw.pe_array.rows, hw.word_bytes
+    terms = []
+    for i, p in enumerate(series.terms):
+        depth, useful = p.depth(layer.k), useful_depth(p, layer.k)
+        folds = []
+        for f in range(-(-depth // r)):
+            rows = min(r, depth - f * r)
+            if act_sparse:
+                values, meta = _dense_rows_covered(p, layer.k, f * r, rows) * cols * word, 0
+            else:
+                values, meta = weight_tile_bytes(rows, cols, hw, series, i)
+            folds.append((rows, values, meta, min(rows, max(0, useful - f * r))))
+        terms.append(tuple(folds))
+    return tuple(terms)
 
 
 def _generate_os(layer: Layer, hw: HwConfig, weights: Series, activations: Series, tiling: Tiling) -> Iterator[Instr]:

@@ -30,7 +30,7 @@ TEXT_FIELDS = {"buf", "pattern"}
 BUFFERS = ("weights", "inputs", "outputs")
 
 
-@dataclass
+@dataclass(slots=True)
 class Instr:
     """One trace instruction."""
 
