@@ -29,12 +29,10 @@ class SramBuffer:
         self.config = config
         self.slots = slots
         self.ideal = ideal
-        self.held = [0] * slots
+        self.slot_bytes = config.size_bytes // slots
+        self.held = [0] * slots  # bytes in each slot
+        self.occupied = 0  # bytes in all slots
         self.stats = SramStats()
-
-    @property
-    def slot_bytes(self) -> int:
-        return self.config.size_bytes // self.slots
 
     def cycles(self, nbytes: int) -> int:
         """Cycles to move nbytes through the buffer's ports (0 when ideal)."""
@@ -46,10 +44,13 @@ class SramBuffer:
             raise TasdsimError(f"{self.name} buffer has slots 0..{self.slots - 1}, not {slot}")
         if not self.ideal and nbytes > self.slot_bytes:
             raise TasdsimError(f"{nbytes} bytes do not fit a {self.name} slot of {self.slot_bytes} bytes")
+        self.occupied += nbytes - self.held[slot]
         self.held[slot] = nbytes
         self.stats.write_bytes += nbytes
-        self.stats.peak_occupancy_bytes = max(self.stats.peak_occupancy_bytes, sum(self.held))
-        self._occupancy()
+        if self.occupied > self.stats.peak_occupancy_bytes:
+            self.stats.peak_occupancy_bytes = self.occupied
+        if self.timeline is not None:
+            self._occupancy()
 
     def read(self, nbytes: int) -> None:
         self.stats.read_bytes += nbytes
@@ -58,9 +59,10 @@ class SramBuffer:
         self.stats.write_bytes += nbytes
 
     def free(self, slot: int) -> None:
+        self.occupied -= self.held[slot]
         self.held[slot] = 0
-        self._occupancy()
+        if self.timeline is not None:
+            self._occupancy()
 
     def _occupancy(self) -> None:
-        if self.timeline is not None:
-            self.timeline.counter(f"buffer {self.name}", "occupancy (bytes)", sum(self.held))
+        self.timeline.counter(f"buffer {self.name}", "occupancy (bytes)", self.occupied)

@@ -9,10 +9,8 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, wait
 from typing import Any
-
-from tqdm import tqdm
 
 from simulator import plots
 from simulator.config import load_hw
@@ -59,6 +57,8 @@ def run_point(point: Point) -> tuple[str, dict[str, Any], str | None, dict[str, 
 
 def _local(points: list[Point], jobs: int) -> Iterator[tuple]:
     """Results as they finish, from a pool of `jobs` processes (at most 2 x jobs in flight)."""
+    from concurrent.futures import ProcessPoolExecutor  # here: it costs every other command start-up time
+
     with ProcessPoolExecutor(max_workers=jobs) as pool:
         pending, queue = set(), iter(points)
         try:
@@ -117,6 +117,8 @@ def run_sweep(spec: SweepSpec, out: str, jobs: int, executor: str, scheduler: st
         by_id = {p.id: p for p in todo}
         results: Callable[[], Iterator[tuple]] = (
             (lambda: _local(todo, jobs)) if executor == "local" else (lambda: _dask(todo, jobs, scheduler)))
+        from tqdm import tqdm  # here: it costs every other command start-up time
+
         with tqdm(total=len(points), initial=counts["skipped"], unit="point", disable=None if progress else True,
                   file=sys.stderr) as bar:
             for point_id, config, error, metrics in results():
