@@ -17,8 +17,7 @@ from traces.isa import Instr
 
 class Inbox:
     """A bounded FIFO port from the dispatcher to one unit. Like a SimPy Store, but it makes an
-    event only when one side must wait, and a full inbox wakes the dispatcher only once it has
-    drained to half its capacity, which keeps the per-instruction cost low."""
+    event only when one side must wait, which keeps the per-instruction cost low."""
 
     def __init__(self, env: simpy.Environment, capacity: int) -> None:
         self.env = env
@@ -42,7 +41,7 @@ class Inbox:
         """The next item, or None when the inbox is empty (then `take`)."""
         if not self.items:
             return None
-        if self._putter is not None and len(self.items) <= self.capacity // 2:
+        if self._putter is not None:
             putter, self._putter = self._putter, None
             putter.succeed()
         return self.items.popleft()
