@@ -7,7 +7,7 @@ port. The cause recorded per instruction is what the PE array reports when it wa
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import Any
 
 import simpy
@@ -17,34 +17,35 @@ from traces.isa import Instr
 
 class Inbox:
     """A bounded FIFO port from the dispatcher to one unit. Like a SimPy Store, but it makes an
-    event only when one side must wait, which keeps the per-instruction cost low."""
+    event only when the unit must wait; a dispatcher held by a full inbox is called back
+    (`on_room`) as soon as the unit takes an item, which keeps the per-instruction cost low."""
 
     def __init__(self, env: simpy.Environment, capacity: int) -> None:
         self.env = env
         self.capacity = capacity
         self.items: deque = deque()
+        self.on_room: Callable[[], None] | None = None  # called once when a full inbox gets room
         self._getter: simpy.Event | None = None
-        self._putter: simpy.Event | None = None
 
-    def put(self, item: Any) -> simpy.Event | None:
-        """Append `item`; when full, return an event to wait on before trying again."""
+    def put(self, item: Any) -> bool:
+        """Append `item` unless the inbox is full; whether it was appended."""
         if len(self.items) >= self.capacity:
-            self._putter = self.env.event()
-            return self._putter
+            return False
         self.items.append(item)
         if self._getter is not None:
             getter, self._getter = self._getter, None
             getter.succeed()
-        return None
+        return True
 
     def pop(self) -> Any:
         """The next item, or None when the inbox is empty (then `take`)."""
         if not self.items:
             return None
-        if self._putter is not None:
-            putter, self._putter = self._putter, None
-            putter.succeed()
-        return self.items.popleft()
+        item = self.items.popleft()
+        if self.on_room is not None:
+            on_room, self.on_room = self.on_room, None
+            on_room()
+        return item
 
     def take(self) -> Generator[simpy.Event, Any, Any]:
         """The next item, waiting while the inbox is empty (`pop` first is cheaper)."""

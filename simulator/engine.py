@@ -7,7 +7,7 @@ each inbox in order and synchronise only through the dependencies the trace name
 """
 from __future__ import annotations
 
-from collections.abc import Generator, Iterable
+from collections.abc import Generator, Iterable, Iterator
 from typing import Any
 
 import simpy
@@ -28,6 +28,8 @@ from traces.isa import BUFFERS, Instr
 
 ROUTES = {"TASD": "tasd", "COMPUTE": "array", "ACC": "acc"}
 QUEUE_DEPTH = 256  # instructions buffered per unit inbox
+BLOCKED_CAUSE = {"weights": "dram", "inputs": "dram", "outputs": "dram", "tasd": "tasd_units", "array": "dram",
+                 "acc": "accumulator"}  # what the array reports while the dispatcher is held by a full inbox
 SLOTS = {"weights": 2, "inputs": 2, "outputs": 4}  # double buffering; outputs 2-3 stage TASD psums
 
 
@@ -46,6 +48,9 @@ class Accelerator:
         self.inboxes = {name: Inbox(env, QUEUE_DEPTH)
                         for name in ("weights", "inputs", "outputs", "tasd", "array", "acc")}
         self.weight_load: dict[int, int] = {}  # sparse COMPUTE id -> the LOAD of its weight tile
+        self._last_weight_load: dict[int, int] = {}  # weights slot -> the LOAD that filled it last
+        self._stream: Iterator[Instr] = iter(())
+        self._held: tuple[str, Instr] | None = None  # the instruction waiting for room in its inbox
         self.blocked_on = "dram"
         self.dma = DmaEngine(env, self.dram, self.buffers, {b: self.inboxes[b] for b in BUFFERS}, self.completions,
                              where, timeline)
@@ -65,35 +70,47 @@ class Accelerator:
         """The inbox an instruction goes to: its buffer's DMA queue, or its unit."""
         return ins.fields["buf"] if ins.op in ("LOAD", "STORE") else ROUTES[ins.op]
 
-    def _dispatch(self, instrs: Iterable[Instr]) -> Generator[simpy.Event, Any, None]:
-        last_weight_load: dict[int, int] = {}
-        replay = bool(self.where)
-        completions = self.completions
-        inboxes = self.inboxes
-        for ins in instrs:
+    def _start(self) -> Generator[simpy.Event, Any, None]:
+        """The dispatcher's first fill, at cycle 0 once every unit waits on its inbox."""
+        self._dispatch()
+        yield from ()
+
+    def _dispatch(self) -> None:
+        """Put instructions in stream order into their inboxes until one finds its inbox full; it
+        is held there and dispatching resumes when that inbox's unit takes an item."""
+        if self._held is not None:
+            route, ins = self._held
+            if not self.inboxes[route].put(ins):
+                self.inboxes[route].on_room = self._dispatch
+                return
+            self._held = None
+        completions, inboxes, replay = self.completions, self.inboxes, bool(self.where)
+        for ins in self._stream:
             if replay:
                 self._check_replayed(ins)
             completions.open(ins)
             op = ins.op
             if op == "COMPUTE":
                 if self.decoder.check(ins).metadata_bits:
-                    self.weight_load[ins.id] = last_weight_load.get(ins.fields["w"], -1)
+                    self.weight_load[ins.id] = self._last_weight_load.get(ins.fields["w"], -1)
                 route = "array"
             elif op == "LOAD" or op == "STORE":
                 route = ins.fields["buf"]
                 if route == "weights" and op == "LOAD":
-                    last_weight_load[ins.fields["slot"]] = ins.id
+                    self._last_weight_load[ins.fields["slot"]] = ins.id
             else:
                 if op == "TASD":
                     if self.hw.tasd_units.count == 0:
                         raise TasdsimError(f"{self.where}TASD {ins.id}: hardware {self.hw.name} has no TASD units")
                     self.decoder.check(ins)
                 route = ROUTES[op]
-            wait = inboxes[route].put(ins)
-            if wait is not None:
-                yield from self._put(route, ins, wait)
             if ins.id % 4096 == 0:
                 completions.forget(ins.id - 4 * QUEUE_DEPTH * len(inboxes))
+            if not inboxes[route].put(ins):
+                self._held = (route, ins)
+                self.blocked_on = BLOCKED_CAUSE[route]
+                inboxes[route].on_room = self._dispatch
+                return
 
     def _check_replayed(self, ins: Instr) -> None:
         """A trace file's instruction names earlier instructions and existing slots (generated ones do)."""
@@ -114,17 +131,10 @@ class Accelerator:
                 raise TasdsimError(f"{self.where}{ins.op} {ins.id}: {buf} buffer has slots 0..{SLOTS[buf] - 1}, "
                                    f"not {slot}")
 
-    def _put(self, name: str, item: Any, wait: simpy.Event) -> Generator[simpy.Event, Any, None]:
-        """Put `item` into inbox `name`, which was full (`wait` fires when it has room)."""
-        while wait is not None:
-            self.blocked_on = {"weights": "dram", "inputs": "dram", "outputs": "dram", "tasd": "tasd_units",
-                               "array": "dram", "acc": "accumulator"}[name]
-            yield wait
-            wait = self.inboxes[name].put(item)
-
     def run(self, instrs: Iterable[Instr], name: str, where: str) -> LayerStats:
         """Run the instructions to completion and collect the layer's statistics."""
-        self.env.process(self._dispatch(instrs))
+        self._stream = iter(instrs)
+        self.env.process(self._start())
         self.env.run()
         if self.completions.waiting:
             stuck = [self.completions.waiting[i] for i in sorted(self.completions.waiting)[:5]]
