@@ -3,7 +3,9 @@
 The dispatcher streams instructions into the units' inboxes (bounded FIFOs, so a huge
 layer never sits in memory whole): LOAD/STORE to the DMA queue of their buffer, TASD to the TASD
 units, COMPUTE to the PE array (which asks the metadata decoder), ACC to the accumulation path. Units run
-each inbox in order and synchronise only through the dependencies the trace names.
+each inbox in order and synchronise only through the dependencies the trace names. The dispatcher
+takes no time: it fills the inboxes at cycle 0 and, whenever an instruction finds its inbox full,
+stops until that inbox's unit takes an item and calls it back (no SimPy event per refill).
 """
 from __future__ import annotations
 

@@ -232,7 +232,9 @@ def gaussian(shape: int | Sequence[int], seed: int, std: float = 1.0, dtype=np.f
     shape, dtype = _shape(shape), _float_dtype(dtype)
     _positive("std", std)
     values = np.random.default_rng(seed).standard_normal(shape, dtype=np.float32)
-    return (values * np.float32(std)).astype(dtype, copy=False)
+    if std != 1.0:
+        values *= np.float32(std)
+    return values.astype(dtype, copy=False)
 
 
 def laplacian(shape: int | Sequence[int], seed: int, scale: float = 1.0, dtype=np.float32) -> np.ndarray:
