@@ -9,8 +9,7 @@ stops until that inbox's unit takes an item and calls it back (no SimPy event pe
 """
 from __future__ import annotations
 
-from collections.abc import Generator, Iterable, Iterator
-from typing import Any
+from collections.abc import Iterable, Iterator
 
 import simpy
 
@@ -72,11 +71,6 @@ class Accelerator:
         """The inbox an instruction goes to: its buffer's DMA queue, or its unit."""
         return ins.fields["buf"] if ins.op in ("LOAD", "STORE") else ROUTES[ins.op]
 
-    def _start(self) -> Generator[simpy.Event, Any, None]:
-        """The dispatcher's first fill, at cycle 0 once every unit waits on its inbox."""
-        self._dispatch()
-        yield from ()
-
     def _dispatch(self) -> None:
         """Put instructions in stream order into their inboxes until one finds its inbox full; it
         is held there and dispatching resumes when that inbox's unit takes an item."""
@@ -136,7 +130,7 @@ class Accelerator:
     def run(self, instrs: Iterable[Instr], name: str, where: str) -> LayerStats:
         """Run the instructions to completion and collect the layer's statistics."""
         self._stream = iter(instrs)
-        self.env.process(self._start())
+        self.env.timeout(0).callbacks.append(lambda _: self._dispatch())  # first fill: once every unit waits
         self.env.run()
         if self.completions.waiting:
             stuck = [self.completions.waiting[i] for i in sorted(self.completions.waiting)[:5]]
