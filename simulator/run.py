@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.connection
 import os
+import signal
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 
 from simulator.config import HwConfig, hw_from_dict
 from simulator.energy import EnergyTable, edp, layer_energy, load_energy
@@ -100,25 +103,63 @@ def simulate_layer(layer: Layer, hw: HwConfig, series: LayerSeries, ideal_memory
 
 def simulate_layers(layers: list[Layer], hw: HwConfig, series: list[LayerSeries], ideal_memory: bool,
                     energy: EnergyTable | None = None, jobs: int = 1) -> list[LayerStats]:
-    """simulate_layer for every layer, results in layer order. With jobs > 1 the layers run on that
-    many forked worker processes, the most folds first; every layer is an independent run, so the
-    results are identical to running them one by one."""
+    """simulate_layer for every layer, results in layer order. With jobs > 1 the layers are shared
+    out, the most folds first, to that many forked worker processes (which run no Numba parallel
+    kernels, so forking after TASDER's OpenMP threads is safe); every layer is an independent run,
+    so the results are identical to running them one by one."""
     if jobs < 2 or len(layers) < 2 or "fork" not in multiprocessing.get_all_start_methods():
         return [simulate_layer(layer, hw, s, ideal_memory, energy) for layer, s in zip(layers, series)]
     folds = [plan(layer, hw, s.weights, s.activations, unbounded=ideal_memory).folds
              for layer, s in zip(layers, series)]
-    order = sorted(range(len(layers)), key=lambda i: -folds[i])
-    tasks = [(i, layers[i], hw, series[i], ideal_memory, energy) for i in order]
+    shares: list[list[int]] = [[] for _ in range(min(jobs, len(layers)))]
+    loads = [0] * len(shares)
+    for i in sorted(range(len(layers)), key=lambda i: -folds[i]):
+        least = loads.index(min(loads))
+        shares[least].append(i)
+        loads[least] += folds[i]
     results: list[LayerStats | None] = [None] * len(layers)
-    with multiprocessing.get_context("fork").Pool(min(jobs, len(layers))) as pool:
-        for i, stats in pool.imap_unordered(_simulate_task, tasks):
-            results[i] = stats
+    context = multiprocessing.get_context("fork")
+    workers = []
+    try:
+        for share in shares:
+            receive, send = context.Pipe(duplex=False)
+            worker = context.Process(target=_simulate_share, args=(share, layers, hw, series, ideal_memory, energy,
+                                                                   send), daemon=True)
+            worker.start()
+            send.close()
+            workers.append((worker, receive))
+        open_ends = [receive for _, receive in workers]
+        while open_ends:
+            for end in multiprocessing.connection.wait(open_ends):  # a plain select: Ctrl-C interrupts it cleanly
+                try:
+                    i, outcome = end.recv()
+                except EOFError:  # the worker is done
+                    open_ends.remove(end)
+                    continue
+                if isinstance(outcome, BaseException):
+                    raise outcome
+                results[i] = outcome
+    finally:
+        for worker, _ in workers:
+            worker.terminate()
+            worker.join()
+    missing = [layers[i].name for i, stats in enumerate(results) if stats is None]
+    if missing:
+        raise TasdsimError(f"a simulation worker process died before finishing layers {', '.join(missing)}")
     return results
 
 
-def _simulate_task(task: tuple) -> tuple[int, LayerStats]:
-    i, layer, hw, series, ideal_memory, energy = task
-    return i, simulate_layer(layer, hw, series, ideal_memory, energy)
+def _simulate_share(share: list[int], layers: list[Layer], hw: HwConfig, series: list[LayerSeries],
+                    ideal_memory: bool, energy: EnergyTable | None, send: Connection) -> None:
+    """A worker process: simulate layers `share`, sending (index, stats or the error) for each."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops the workers
+    with send:
+        for i in share:
+            try:
+                send.send((i, simulate_layer(layers[i], hw, series[i], ideal_memory, energy)))
+            except Exception as err:  # sent to the parent, which raises it
+                send.send((i, err))
+                return
 
 
 def layer_from_header(header: dict, path: str) -> Layer:

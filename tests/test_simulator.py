@@ -243,6 +243,48 @@ def test_layers_in_worker_processes_equal_one_by_one():
     assert [s["name"] for s in parallel] == [layer.name for layer in layers]
 
 
+def _failing_in(monkeypatch, name, fail):
+    from simulator import run as run_module
+    real = run_module.simulate_layer
+
+    def simulate(layer, *args):
+        if layer.name == name:
+            fail()
+        return real(layer, *args)
+    monkeypatch.setattr(run_module, "simulate_layer", simulate)  # the forked workers inherit it
+
+
+def test_an_error_in_a_worker_process_reaches_the_caller(monkeypatch):
+    def fail():
+        raise TasdsimError("layer1.0.conv1: cannot be simulated")
+    _failing_in(monkeypatch, "layer1.0.conv1", fail)
+    hw = load_hw("vegeta-m4", [])
+    layers = list(load_workload("resnet50").layers[:6])
+    with pytest.raises(TasdsimError, match="layer1.0.conv1: cannot be simulated"):
+        simulate_layers(layers, hw, [LayerSeries()] * len(layers), True, jobs=2)
+
+
+def test_a_worker_process_that_dies_is_an_error_naming_its_layers(monkeypatch):
+    import os
+    _failing_in(monkeypatch, "layer1.0.conv2", lambda: os._exit(3))
+    hw = load_hw("vegeta-m4", [])
+    layers = list(load_workload("resnet50").layers[:6])
+    with pytest.raises(TasdsimError, match="died before finishing layers .*layer1.0.conv2"):
+        simulate_layers(layers, hw, [LayerSeries()] * len(layers), True, jobs=2)
+
+
+def test_ctrl_c_during_worker_processes_exits_130_and_stops_them(monkeypatch, capsys):
+    import multiprocessing
+    import os
+    import signal
+    _failing_in(monkeypatch, "layer1.0.conv1", lambda: os.kill(os.getppid(), signal.SIGINT))
+    code, _, err = cli(capsys, "simulate", "--hw", "vegeta-m4", "--workload", "resnet50", "--layers",
+                       "conv1,layer1.0.conv1,layer1.0.conv2,layer1.0.conv3", "--memory", "ideal", "--jobs", "2")
+    assert code == 130
+    assert err.strip() == "tasdsim simulate: interrupted"
+    assert multiprocessing.active_children() == []
+
+
 def test_cli_jobs_do_not_change_the_result(capsys):
     argv = ["simulate", "--hw", "vegeta-m4", "--workload", "mobilenetv2", "--layers",
             "features.0.0,features.1.conv.1,features.2.conv.2", "--tasd", "auto", "--json"]
