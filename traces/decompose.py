@@ -76,9 +76,9 @@ def _extract_term(bits: np.ndarray, mag: np.ndarray, n: int, m: int) -> tuple[np
 def magnitude(a: np.ndarray) -> np.ndarray:
     """|a| in a type wide enough to be exact: int64 for integers, float32/float64 for floats."""
     if np.issubdtype(a.dtype, np.integer):
-        return np.abs(a.astype(np.int64))
+        return np.abs(a.astype(np.int64, copy=False))
     wide = np.float64 if a.dtype == np.float64 else np.float32
-    return np.abs(a.astype(wide))
+    return np.abs(a.astype(wide, copy=False))
 
 
 def normalize_axis(shape: tuple[int, ...], axis: int | None) -> int:
