@@ -111,17 +111,11 @@ def simulate_layers(layers: list[Layer], hw: HwConfig, series: list[LayerSeries]
         return [simulate_layer(layer, hw, s, ideal_memory, energy) for layer, s in zip(layers, series)]
     folds = [plan(layer, hw, s.weights, s.activations, unbounded=ideal_memory).folds
              for layer, s in zip(layers, series)]
-    shares: list[list[int]] = [[] for _ in range(min(jobs, len(layers)))]
-    loads = [0] * len(shares)
-    for i in sorted(range(len(layers)), key=lambda i: -folds[i]):
-        least = loads.index(min(loads))
-        shares[least].append(i)
-        loads[least] += folds[i]
     results: list[LayerStats | None] = [None] * len(layers)
     context = multiprocessing.get_context("fork")
     workers = []
     try:
-        for share in shares:
+        for share in _shares(folds, min(jobs, len(layers))):
             receive, send = context.Pipe(duplex=False)
             worker = context.Process(target=_simulate_share, args=(share, layers, hw, series, ideal_memory, energy,
                                                                    send), daemon=True)
@@ -140,13 +134,25 @@ def simulate_layers(layers: list[Layer], hw: HwConfig, series: list[LayerSeries]
                     raise outcome
                 results[i] = outcome
     finally:
-        for worker, _ in workers:
+        for worker, receive in workers:
             worker.terminate()
             worker.join()
+            receive.close()
     missing = [layers[i].name for i, stats in enumerate(results) if stats is None]
     if missing:
         raise TasdsimError(f"a simulation worker process died before finishing layers {', '.join(missing)}")
     return results
+
+
+def _shares(costs: list[int], workers: int) -> list[list[int]]:
+    """Indices of `costs` shared out to `workers`: the largest first, each to the least loaded."""
+    shares: list[list[int]] = [[] for _ in range(workers)]
+    loads = [0] * workers
+    for i in sorted(range(len(costs)), key=lambda i: -costs[i]):
+        least = loads.index(min(loads))
+        shares[least].append(i)
+        loads[least] += costs[i]
+    return shares
 
 
 def _simulate_share(share: list[int], layers: list[Layer], hw: HwConfig, series: list[LayerSeries],
