@@ -11,7 +11,7 @@ from typing import Any
 import simpy
 
 from components.sram import SramBuffer
-from components.units import Completions, Inbox
+from components.units import Completions, Inbox, take_ready
 from simulator.config import AccumulatorConfig
 from simulator.timeline import Timeline
 from traces.isa import Instr
@@ -37,11 +37,7 @@ class Accumulator:
 
     def _run(self, inbox: Inbox) -> Generator[simpy.Event, Any, None]:
         while True:
-            ins: Instr = inbox.pop()
-            if ins is None:
-                ins = yield from inbox.take()
-            if self.completions.pending(ins):
-                yield from self.completions.wait(ins)
+            ins: Instr = yield from take_ready(inbox, self.completions)
             words = ins["words"]
             cycles = self.cycles(words)
             start = self.env.now

@@ -11,7 +11,7 @@ from typing import Any
 
 import simpy
 
-from components.units import Completions, Inbox
+from components.units import Completions, Inbox, take_ready
 from simulator.timeline import Timeline
 from traces.isa import Instr
 from traces.patterns import parse_pattern
@@ -36,11 +36,7 @@ class TasdUnits:
 
     def _run(self, inbox: Inbox) -> Generator[simpy.Event, Any, None]:
         while True:
-            ins: Instr = inbox.pop()
-            if ins is None:
-                ins = yield from inbox.take()
-            if self.completions.pending(ins):
-                yield from self.completions.wait(ins)
+            ins: Instr = yield from take_ready(inbox, self.completions)
             m = parse_pattern(str(ins["pattern"])).m
             cycles = self.cycles(ins["groups"], m)
             start = self.env.now

@@ -113,3 +113,14 @@ class Completions:
         for key in [k for k in self.cause if k < below]:
             del self.cause[key]
             del self.finished_at[key]
+
+
+def take_ready(inbox: Inbox, completions: Completions) -> Generator[simpy.Event, Any, Instr]:
+    """The next instruction of `inbox` once its dependencies have finished (for units that do not
+    report what held them)."""
+    ins = inbox.pop()
+    if ins is None:
+        ins = yield from inbox.take()
+    if completions.pending(ins):
+        yield from completions.wait(ins)
+    return ins
