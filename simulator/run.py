@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import multiprocessing
-import multiprocessing.connection
 import os
 import signal
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
+from multiprocessing.connection import Connection, wait as wait_for_ends
 
 from simulator.config import HwConfig, hw_from_dict
 from simulator.energy import EnergyTable, edp, layer_energy, load_energy
@@ -124,7 +123,7 @@ def simulate_layers(layers: list[Layer], hw: HwConfig, series: list[LayerSeries]
             workers.append((worker, receive))
         open_ends = [receive for _, receive in workers]
         while open_ends:
-            for end in multiprocessing.connection.wait(open_ends):  # a plain select: Ctrl-C interrupts it cleanly
+            for end in wait_for_ends(open_ends):  # a plain select: Ctrl-C interrupts it cleanly
                 try:
                     i, outcome = end.recv()
                 except EOFError:  # the worker is done
