@@ -11,8 +11,8 @@ import time
 
 import numpy as np
 
-from traces.decompose import decompose
-from traces.patterns import parse_series
+from tasdsim.traces.decompose import decompose
+from tasdsim.traces.patterns import parse_series
 
 
 def numpy_decompose(a: np.ndarray, series) -> np.ndarray:

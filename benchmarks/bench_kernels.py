@@ -29,13 +29,13 @@ import time
 
 import numpy as np
 
-from simulator.config import load_hw
-from simulator.functional import LayerTensors, execute, prepare_layer
-from simulator.run import LayerSeries
-from traces import tensors
-from traces.generate import plan
-from traces.patterns import parse_series
-from traces.workloads import Layer
+from tasdsim.simulator.config import load_hw
+from tasdsim.simulator.functional import LayerTensors, execute, prepare_layer
+from tasdsim.simulator.run import LayerSeries
+from tasdsim.traces import tensors
+from tasdsim.traces.generate import plan
+from tasdsim.traces.patterns import parse_series
+from tasdsim.traces.workloads import Layer
 
 LAYERS = {
     "resnet50 layer1.0.conv2 (3x3)": (3136, 64, 576),
@@ -65,7 +65,7 @@ def compare(hw, name: str, shape: tuple[int, int, int], dtype: str, series_text:
     layer = Layer(name=name, kind="linear", m=m, n=n, k=k, weight_shape=(n, k))
     series = LayerSeries(weights=parse_series(series_text))
     t = layer_tensors(m, n, k, dtype)
-    tiling = plan(layer, hw, series.weights, series.activations, unbounded=True)
+    tiling = plan(layer, hw.target(), series.weights, series.activations, unbounded=True)
     prep, dec = prepare_layer(t, series, tiling, hw)
     w_hat = dec.approximation(t.weights)
     if dtype == "int8":
@@ -89,7 +89,7 @@ def compare(hw, name: str, shape: tuple[int, int, int], dtype: str, series_text:
 
 
 def end_to_end(hw_name: str) -> float:
-    cmd = [sys.executable, "-m", "simulator.cli", "simulate", "--hw", hw_name, "--gemm", "3136x64x576",
+    cmd = [sys.executable, "-m", "tasdsim.simulator.cli", "simulate", "--hw", hw_name, "--gemm", "3136x64x576",
            "--tasd", "2:4", "--functional", "--json"]
     subprocess.run(cmd, check=True, capture_output=True)  # compiles or loads the Numba caches once
     return min(timed(lambda: subprocess.run(cmd, check=True, capture_output=True)) for _ in range(3))

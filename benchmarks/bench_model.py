@@ -10,11 +10,11 @@ import argparse
 import statistics
 import time
 
-from simulator.analytical import model_layer
-from simulator.config import load_hw
-from simulator.run import LayerSeries, simulate_layer
-from traces.patterns import parse_series
-from traces.workloads import load_workload
+from tasdsim.simulator.analytical import model_layer
+from tasdsim.simulator.config import load_hw
+from tasdsim.simulator.run import LayerSeries, simulate_layer
+from tasdsim.traces.patterns import parse_series
+from tasdsim.traces.workloads import load_workload
 
 
 def main() -> None:

@@ -11,10 +11,10 @@ from __future__ import annotations
 import argparse
 import time
 
-from simulator.config import load_hw
-from simulator.run import LayerSeries, simulate_layer
-from simulator.validate import scalesim_available, scalesim_cycles
-from traces.workloads import load_workload
+from tasdsim.simulator.config import load_hw
+from tasdsim.simulator.run import LayerSeries, simulate_layer
+from tasdsim.simulator.validate import scalesim_available, scalesim_cycles
+from tasdsim.traces.workloads import load_workload
 
 
 def main() -> None:

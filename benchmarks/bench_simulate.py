@@ -15,10 +15,10 @@ import subprocess
 import sys
 import time
 
-from simulator.config import load_hw
-from simulator.run import choose_all_series, choose_series, simulate_layer, simulate_layers
-from traces.search import parse_constraint
-from traces.workloads import load_workload
+from tasdsim.simulator.config import load_hw
+from tasdsim.simulator.run import choose_all_series, choose_series, simulate_layer, simulate_layers
+from tasdsim.traces.search import parse_constraint
+from tasdsim.traces.workloads import load_workload
 
 GOAL_SECONDS = 2.0
 
@@ -58,7 +58,7 @@ def main() -> None:
     print(f"  simulation, {args.jobs} processes     {parallel:6.2f} s   ({one_by_one / parallel:.2f}x one by one)")
     print(f"  search + simulation          {total:6.2f} s   ({total / GOAL_SECONDS:.2f}x the {GOAL_SECONDS:.0f} s goal)")
     if args.cli_runs > 0:
-        command = [sys.executable, "-m", "simulator.cli", "simulate", "--hw", args.hw, "--workload", args.workload,
+        command = [sys.executable, "-m", "tasdsim.simulator.cli", "simulate", "--hw", args.hw, "--workload", args.workload,
                    "--tasd", "auto", "--jobs", str(args.jobs)]
         walls = []
         for _ in range(args.cli_runs):

@@ -8,8 +8,8 @@ import argparse
 import tempfile
 import time
 
-from simulator.sweep_run import run_sweep
-from simulator.sweep_spec import parse_spec
+from tasdsim.simulator.sweep_run import run_sweep
+from tasdsim.simulator.sweep_spec import parse_spec
 
 
 def main() -> None:

@@ -10,9 +10,9 @@ from __future__ import annotations
 import argparse
 import time
 
-from traces.digits import load_digits
-from traces.nm_training import TrainConfig, train
-from traces.patterns import parse_pattern
+from tasdsim.traces.digits import load_digits
+from tasdsim.traces.nm_training import TrainConfig, train
+from tasdsim.traces.patterns import parse_pattern
 
 METHODS = ("dense", "ste", "srste")
 

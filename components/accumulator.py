@@ -5,25 +5,32 @@ array waits on it when a term's staging slot is still being accumulated (cause "
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from collections.abc import Generator
 from typing import Any
 
 import simpy
 
-from components.sram import SramBuffer
-from components.units import Completions, Inbox, take_ready
-from simulator.config import AccumulatorConfig
-from simulator.timeline import Timeline
-from traces.isa import Instr
+from tasdsim.components.sram import SramBuffer
+from tasdsim.components.units import Completions, Inbox, take_ready
+from tasdsim.components.probe import Probe
+from tasdsim.traces.isa import Instr
+
+
+@dataclass(frozen=True)
+class AccumulatorConfig:
+    width: int  # psum words added per cycle
+    latency: int  # cycles of the adder pipeline
 
 
 class Accumulator:
     """Adder array of `width` psum words per cycle with a `latency`-cycle pipeline."""
 
     def __init__(self, env: simpy.Environment, config: AccumulatorConfig, outputs: SramBuffer, psum_bytes: int,
-                 inbox: Inbox, completions: Completions, timeline: Timeline | None = None) -> None:
+                 inbox: Inbox, completions: Completions, probe: Probe | None = None) -> None:
         self.env = env
-        self.timeline = timeline
+        self.probe = probe
         self.config = config
         self.outputs = outputs
         self.psum_bytes = psum_bytes
@@ -43,8 +50,8 @@ class Accumulator:
             start = self.env.now
             yield self.env.timeout(cycles)
             self.busy_cycles += cycles
-            if self.timeline is not None:
-                self.timeline.span("accumulation path", "ACC", f"ACC {ins.id}", start, self.env.now, {"words": words})
+            if self.probe is not None:
+                self.probe.span("accumulation path", "ACC", f"ACC {ins.id}", start, self.env.now, {"words": words})
             self.adds += words
             self.outputs.read(2 * words * self.psum_bytes)
             self.outputs.write(words * self.psum_bytes)

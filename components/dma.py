@@ -11,12 +11,12 @@ from typing import Any
 
 import simpy
 
-from components.dram import Dram
-from components.sram import SramBuffer
-from components.units import Completions, Inbox
-from simulator.timeline import Timeline
-from traces.errors import TasdsimError
-from traces.isa import Instr
+from tasdsim.components.dram import Dram
+from tasdsim.components.sram import SramBuffer
+from tasdsim.components.units import Completions, Inbox
+from tasdsim.components.probe import Probe
+from tasdsim.common import TasdsimError
+from tasdsim.traces.isa import Instr
 
 
 class DmaEngine:
@@ -24,10 +24,10 @@ class DmaEngine:
 
     def __init__(self, env: simpy.Environment, dram: Dram, buffers: dict[str, SramBuffer],
                  inboxes: dict[str, Inbox], completions: Completions, where: str = "",
-                 timeline: Timeline | None = None) -> None:
+                 probe: Probe | None = None) -> None:
         self.env = env
         self.where = where
-        self.timeline = timeline
+        self.probe = probe
         self.dram = dram
         self.buffers = buffers
         self.completions = completions
@@ -67,11 +67,11 @@ class DmaEngine:
                 yield env.timeout(finish - now)
             self.busy_cycles[name] += finish - now
             self.transfers += 1
-            if self.timeline is not None:
+            if self.probe is not None:
                 label = f"{ins.op} {ins.id}"
-                self.timeline.span("DMA", name, label, now, finish, {"bytes": nbytes, "addr": f["addr"]})
-                self.timeline.span("DRAM", name, label, now, dram_done, {"bytes": nbytes})
-                self.timeline.dram_transfer(now, dram_done, nbytes)
+                self.probe.span("DMA", name, label, now, finish, {"bytes": nbytes, "addr": f["addr"]})
+                self.probe.span("DRAM", name, label, now, dram_done, {"bytes": nbytes})
+                self.probe.dram_transfer(now, dram_done, nbytes)
             for buf, slot in ins.free:
                 buffers[buf].free(slot)
             if finish == now and waited:

@@ -44,9 +44,13 @@ import numpy as np
 import simpy
 from numba import njit
 
-from traces.bundled import bundled_files
-from traces.errors import TasdsimError
-from traces.yaml_io import read_yaml
+from tasdsim.common import bundled_files, read_preset, TasdsimError
+
+@dataclass(frozen=True)
+class DramConfig:
+    preset: str  # a file in configs/dram/, e.g. "ddr4-3200" or "hbm2"
+    channels: int
+
 
 _INT_KEYS = ("cl", "trcd", "trp", "tras", "burst_length", "bus_bits", "bank_groups",
              "banks_per_group", "row_bytes", "channels")
@@ -134,17 +138,8 @@ def load_dram_preset(name: str) -> DramTiming:
     """A bundled DRAM preset by name (e.g. "ddr4-3200", "hbm2"), or a YAML file by path (ending in
     .yaml/.yml or containing "/"). Unknown names, unknown or missing keys and impossible values raise
     TasdsimError naming the file and the key."""
-    path = Path(name)
-    if path.suffix in (".yaml", ".yml") or "/" in name:
-        if not path.is_file():
-            raise TasdsimError(f"{name}: no such DRAM config file")
-        label, preset = str(path), path.stem
-    else:
-        bundled = bundled_files("dram")
-        if name not in bundled:
-            raise TasdsimError(f"unknown DRAM preset {name!r} (presets: {', '.join(sorted(bundled))})")
-        path, label, preset = bundled[name], f"dram/{name}.yaml", name
-    data = read_yaml(path, label)
+    data, label = read_preset("dram", name, "DRAM preset")
+    preset = Path(name).stem
     if not isinstance(data, dict):
         raise TasdsimError(f"{label}: expected a mapping with keys {', '.join(_KEYS)}")
     for key in data:

@@ -9,21 +9,29 @@ arrival times, which are known by then, so no event is needed per decode.
 """
 from __future__ import annotations
 
-from simulator.config import HwConfig
-from simulator.timeline import Timeline
-from traces.errors import TasdsimError
-from traces.isa import Instr
-from traces.patterns import Pattern, parse_pattern
+from dataclasses import dataclass
+
+from tasdsim.components.probe import Probe
+from tasdsim.common import TasdsimError
+from tasdsim.traces.isa import Instr
+from tasdsim.traces.patterns import Pattern, parse_pattern, runs_on
+
+
+@dataclass(frozen=True)
+class MetadataDecoderConfig:
+    latency: int  # cycles from a weight tile's arrival to its decoded metadata
 
 
 class MetadataDecoder:
     """The metadata decoder: `decode` gives the cycle a fold's metadata is ready."""
 
-    def __init__(self, hw: HwConfig, where: str, timeline: Timeline | None = None) -> None:
-        self.hw = hw
-        self.latency = hw.metadata_decoder.latency
+    def __init__(self, config: MetadataDecoderConfig, patterns: tuple[Pattern, ...], design: str, where: str,
+                 probe: Probe | None = None) -> None:
+        self.patterns = patterns  # what the PE array's lanes accept
+        self.design = design
+        self.latency = config.latency
         self.where = where
-        self.timeline = timeline
+        self.probe = probe
         self.free_at = 0  # cycle the decoder finishes its last decode
         self.folds = 0
         self.indices = 0  # N:M indices decoded (one per weight slot of a fold)
@@ -41,10 +49,10 @@ class MetadataDecoder:
             pattern = parse_pattern(text)
         except TasdsimError as err:
             raise TasdsimError(f"{self.where}{ins.op} {ins.id}: {err}") from None
-        if not self.hw.supports(pattern):
-            supported = ", ".join(str(p) for p in self.hw.pe_array.patterns)
+        if not runs_on(pattern, self.patterns):
+            supported = ", ".join(str(p) for p in self.patterns)
             raise TasdsimError(f"{self.where}{ins.op} {ins.id}: pattern {pattern} is not supported by the metadata "
-                               f"decoder of {self.hw.name} (supports {supported})")
+                               f"decoder of {self.design} (supports {supported})")
         self._supported[text] = pattern
         return pattern
 
@@ -56,7 +64,7 @@ class MetadataDecoder:
         self.busy_cycles += self.latency
         self.folds += 1
         self.indices += ins.fields["rows"] * ins.fields["cols"]
-        if self.timeline is not None:
-            self.timeline.span("metadata decoder", "decode", f"decode {ins.id} {ins.fields['pattern']}", start,
+        if self.probe is not None:
+            self.probe.span("metadata decoder", "decode", f"decode {ins.id} {ins.fields['pattern']}", start,
                                self.free_at)
         return self.free_at

@@ -19,12 +19,25 @@ from typing import Any
 
 import simpy
 
-from components.sram import SramBuffer
-from components.metadata_decoder import MetadataDecoder
-from components.units import Completions, Inbox
-from simulator.timeline import Timeline
-from simulator.config import HwConfig
-from traces.isa import Instr
+from tasdsim.components.sram import SramBuffer
+from tasdsim.components.metadata_decoder import MetadataDecoder
+from tasdsim.components.units import Completions, Inbox
+from tasdsim.components.probe import Probe
+from tasdsim.traces.isa import Instr
+from tasdsim.traces.patterns import Pattern, runs_on
+
+
+@dataclass(frozen=True)
+class PeArrayConfig:
+    """The R x C MAC array, its dataflow and the N:M patterns its lanes accept."""
+
+    rows: int
+    cols: int
+    dataflow: str  # "ws" or "os"
+    patterns: tuple[Pattern, ...]  # sorted by (M, N); dense is DENSE (1:1)
+
+    def supports(self, pattern: Pattern) -> bool:
+        return runs_on(pattern, self.patterns)
 
 
 @dataclass
@@ -40,21 +53,23 @@ class PeArrayStats:
 class PeArray:
     """The PE array unit, fed COMPUTE instructions in order."""
 
-    def __init__(self, env: simpy.Environment, hw: HwConfig, buffers: dict[str, SramBuffer], inbox: Inbox,
+    def __init__(self, env: simpy.Environment, config: PeArrayConfig, word_bytes: int, psum_bytes: int,
+                 buffers: dict[str, SramBuffer], inbox: Inbox,
                  completions: Completions, decoder: MetadataDecoder, weight_load: dict[int, int],
                  idle_cause: Callable[[], str],
-                 timeline: Timeline | None = None) -> None:
+                 probe: Probe | None = None) -> None:
         self.env = env
-        self.timeline = timeline
-        self.hw = hw
+        self.probe = probe
+        self.word_bytes = word_bytes
+        self.psum_bytes = psum_bytes
         self.buffers = buffers
         self.completions = completions
         self.decoder = decoder
         self.weight_load = weight_load
         self.idle_cause = idle_cause
         self.stats = PeArrayStats()
-        self._os = hw.pe_array.dataflow == "os"
-        self._fill_drain = 2 * hw.pe_array.rows + hw.pe_array.cols - 2  # 2R + C - 2
+        self._os = config.dataflow == "os"
+        self._fill_drain = 2 * config.rows + config.cols - 2  # 2R + C - 2
         self._port_traffic: dict[tuple, tuple[int, int, int, int, int]] = {}  # by (rows, cols, t, first term)
         self.process = env.process(self._run(inbox))
 
@@ -82,7 +97,7 @@ class PeArray:
 
     def _traffic(self, rows: int, cols: int, t: int, first_term: bool) -> tuple[int, int, int, int, int]:
         """Bytes a fold reads (inputs, weights, psums), psum bytes it writes, and the port cycles."""
-        word, psum = self.hw.word_bytes, self.hw.psum_bytes
+        word, psum = self.word_bytes, self.psum_bytes
         if self._os:
             inputs, weights, psum_reads = rows * t * word, t * cols * word, 0
             psum_writes = rows * cols * psum if first_term else 0
@@ -94,7 +109,7 @@ class PeArray:
         return inputs, weights, psum_reads, psum_writes, port
 
     def _record(self, ins: Instr, idle_start: int, start: int, cycles: int, port: int) -> None:
-        tl = self.timeline
+        tl = self.probe
         tl.span("PE array", "stalls", "waiting", idle_start, start, busy=False)
         f = ins.fields
         tl.span("PE array", "folds", f"fold {ins.id} term {f['term']} {f['pattern']}", start, start + cycles,
@@ -122,7 +137,7 @@ class PeArray:
                     yield env.timeout(ready - env.now)
             cycles = self.fold_cycles(ins)
             port = self._port_cycles(ins)
-            if self.timeline is not None:
+            if self.probe is not None:
                 self._record(ins, idle_start, env.now, cycles, port)
             if port > cycles:
                 stalls["sram"] += port - cycles

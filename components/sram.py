@@ -7,9 +7,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from simulator.config import BufferConfig
-from simulator.timeline import Timeline
-from traces.errors import TasdsimError
+from tasdsim.components.probe import Probe
+from tasdsim.common import TasdsimError
+
+
+@dataclass(frozen=True)
+class BufferConfig:
+    """One SRAM buffer: capacity and banking; it moves banks * bank_bytes * ports bytes per cycle."""
+
+    size_kib: int
+    banks: int
+    bank_bytes: int  # width of one bank's port
+    ports: int  # ports per bank
+
+    @property
+    def size_bytes(self) -> int:
+        return self.size_kib * 1024
+
+    @property
+    def bytes_per_cycle(self) -> int:
+        return self.banks * self.bank_bytes * self.ports
 
 
 @dataclass
@@ -23,9 +40,9 @@ class SramBuffer:
     """One on-chip buffer; `ideal` gives it unbounded bandwidth and capacity (for validation)."""
 
     def __init__(self, name: str, config: BufferConfig, slots: int, ideal: bool,
-                 timeline: Timeline | None = None) -> None:
+                 probe: Probe | None = None) -> None:
         self.name = name
-        self.timeline = timeline
+        self.probe = probe
         self.config = config
         self.slots = slots
         self.ideal = ideal
@@ -49,7 +66,7 @@ class SramBuffer:
         self.stats.write_bytes += nbytes
         if self.occupied > self.stats.peak_occupancy_bytes:
             self.stats.peak_occupancy_bytes = self.occupied
-        if self.timeline is not None:
+        if self.probe is not None:
             self._occupancy()
 
     def read(self, nbytes: int) -> None:
@@ -61,8 +78,8 @@ class SramBuffer:
     def free(self, slot: int) -> None:
         self.occupied -= self.held[slot]
         self.held[slot] = 0
-        if self.timeline is not None:
+        if self.probe is not None:
             self._occupancy()
 
     def _occupancy(self) -> None:
-        self.timeline.counter(f"buffer {self.name}", "occupancy (bytes)", self.occupied)
+        self.probe.counter(f"buffer {self.name}", "occupancy (bytes)", self.occupied)

@@ -6,24 +6,31 @@ stall the PE array (cause "tasd_units").
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from collections.abc import Generator
 from typing import Any
 
 import simpy
 
-from components.units import Completions, Inbox, take_ready
-from simulator.timeline import Timeline
-from traces.isa import Instr
-from traces.patterns import parse_pattern
+from tasdsim.components.units import Completions, Inbox, take_ready
+from tasdsim.components.probe import Probe
+from tasdsim.traces.isa import Instr
+from tasdsim.traces.patterns import parse_pattern
+
+
+@dataclass(frozen=True)
+class TasdUnitsConfig:
+    count: int  # TASD units decomposing activation tiles on the fly; 0 = none
 
 
 class TasdUnits:
     """`count` TASD units."""
 
     def __init__(self, env: simpy.Environment, count: int, inbox: Inbox, completions: Completions,
-                 timeline: Timeline | None = None) -> None:
+                 probe: Probe | None = None) -> None:
         self.env = env
-        self.timeline = timeline
+        self.probe = probe
         self.count = count
         self.completions = completions
         self.groups = 0
@@ -42,8 +49,8 @@ class TasdUnits:
             start = self.env.now
             yield self.env.timeout(cycles)
             self.busy_cycles += cycles
-            if self.timeline is not None:
-                self.timeline.span("TASD units", "TASD", f"TASD {ins.id} term {ins['term']} {ins['pattern']}",
+            if self.probe is not None:
+                self.probe.span("TASD units", "TASD", f"TASD {ins.id} term {ins['term']} {ins['pattern']}",
                                    start, self.env.now, {"groups": ins["groups"]})
             self.groups += ins["groups"]
             self.elements += ins["groups"] * m

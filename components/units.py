@@ -12,7 +12,7 @@ from typing import Any
 
 import simpy
 
-from traces.isa import Instr
+from tasdsim.traces.isa import Instr
 
 
 class Inbox:

@@ -62,14 +62,14 @@ from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from typing import Any, NamedTuple
 
-from components.dram import DramTiming, load_dram_preset
-from simulator.config import BufferConfig, BuffersConfig, HwConfig
-from simulator.energy import EnergyTable, edp, layer_energy, load_energy
-from simulator.run import DEFAULT_ENERGY, LayerSeries
-from simulator.stats import STALL_CAUSES, LayerStats
-from traces.generate import TILE_ALIGN, Tiling, plan, useful_depth
-from traces.patterns import Pattern
-from traces.workloads import Layer
+from tasdsim.components.dram import DramTiming, load_dram_preset
+from tasdsim.simulator.config import BufferConfig, BuffersConfig, HwConfig
+from tasdsim.simulator.energy import EnergyTable, edp, layer_energy, load_energy
+from tasdsim.simulator.run import DEFAULT_ENERGY, LayerSeries
+from tasdsim.simulator.stats import STALL_CAUSES, LayerStats
+from tasdsim.traces.generate import TILE_ALIGN, Tiling, plan, useful_depth
+from tasdsim.traces.patterns import Pattern
+from tasdsim.traces.workloads import Layer
 
 COMPONENTS = ("pe_array", *STALL_CAUSES)  # what a layer's cycles are made of
 
@@ -268,7 +268,7 @@ def model_layer(layer: Layer, hw: HwConfig, series: LayerSeries, ideal_memory: b
                 energy: EnergyTable | None = None) -> LayerModel:
     """The model's cycles, traffic, action counts and energy for one layer: the counterpart of
     `simulator.run.simulate_layer` (energy from the same table, default 45 nm)."""
-    tiling = plan(layer, hw, series.weights, series.activations, unbounded=ideal_memory)
+    tiling = plan(layer, hw.target(), series.weights, series.activations, unbounded=ideal_memory)
     h = _Hw(hw, ideal_memory)
     act = tiling.sparse_operand == "activations"
     terms = (series.activations if act else series.weights).terms

@@ -5,12 +5,14 @@ import argparse
 import os
 import sys
 
-from simulator import sweep_run, train_commands, validate
-from traces.errors import TasdsimError
+import tasdsim
+from tasdsim.simulator import sweep_run, train_commands, validate
+from tasdsim.common import TasdsimError
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tasdsim", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"tasdsim {tasdsim.__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("decompose", help="split one tensor into N:M terms and report their quality")
@@ -96,7 +98,7 @@ def _add_layer_options(p: argparse.ArgumentParser) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from simulator import frontend_commands, sim_commands
+    from tasdsim.simulator import frontend_commands, sim_commands
 
     handlers = {"decompose": frontend_commands.run_decompose, "search": frontend_commands.run_search,
                 "simulate": sim_commands.run_simulate, "trace": sim_commands.run_trace,

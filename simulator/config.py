@@ -34,10 +34,15 @@ from pathlib import Path
 from typing import Any, Callable
 
 
-from traces.bundled import bundled_files
-from traces.errors import TasdsimError
-from traces.yaml_io import load_yaml
-from traces.patterns import DENSE, Pattern, parse_pattern
+from tasdsim.common import bundled_files, load_yaml, read_preset, TasdsimError
+from tasdsim.components.accumulator import AccumulatorConfig
+from tasdsim.components.dram import DramConfig
+from tasdsim.components.metadata_decoder import MetadataDecoderConfig
+from tasdsim.components.pe_array import PeArrayConfig
+from tasdsim.components.sram import BufferConfig
+from tasdsim.components.tasd_unit import TasdUnitsConfig
+from tasdsim.traces.generate import Target
+from tasdsim.traces.patterns import DENSE, Pattern, parse_pattern
 
 DATAFLOWS = ("ws", "os")
 WORD_BYTES = (1, 2, 4)
@@ -47,60 +52,10 @@ WORD_BYTES = (1, 2, 4)
 
 
 @dataclass(frozen=True)
-class BufferConfig:
-    """One SRAM buffer: capacity and banking; it moves banks * bank_bytes * ports bytes per cycle."""
-
-    size_kib: int
-    banks: int
-    bank_bytes: int  # width of one bank's port
-    ports: int  # ports per bank
-
-    @property
-    def size_bytes(self) -> int:
-        return self.size_kib * 1024
-
-    @property
-    def bytes_per_cycle(self) -> int:
-        return self.banks * self.bank_bytes * self.ports
-
-
-@dataclass(frozen=True)
-class PeArrayConfig:
-    """The R x C MAC array, its dataflow and the N:M patterns its lanes accept."""
-
-    rows: int
-    cols: int
-    dataflow: str  # "ws" or "os"
-    patterns: tuple[Pattern, ...]  # sorted by (M, N); dense is DENSE (1:1)
-
-
-@dataclass(frozen=True)
-class MetadataDecoderConfig:
-    latency: int  # cycles from a weight tile's arrival to its decoded metadata
-
-
-@dataclass(frozen=True)
-class TasdUnitsConfig:
-    count: int  # TASD units decomposing activation tiles on the fly; 0 = none
-
-
-@dataclass(frozen=True)
-class AccumulatorConfig:
-    width: int  # psum words added per cycle
-    latency: int  # cycles of the adder pipeline
-
-
-@dataclass(frozen=True)
 class BuffersConfig:
     weights: BufferConfig  # weights and their metadata
     inputs: BufferConfig
     outputs: BufferConfig  # outputs / psums
-
-
-@dataclass(frozen=True)
-class DramConfig:
-    preset: str  # a file in configs/dram/, e.g. "ddr4-3200" or "hbm2"
-    channels: int
 
 
 @dataclass(frozen=True)
@@ -124,7 +79,13 @@ class HwConfig:
         Dense (and any N:N pattern, which keeps every slot) always runs, in the dense mode every
         preset has; a sparse pattern runs when it is listed in `pe_array.patterns`.
         """
-        return pattern.n == pattern.m or pattern in self.pe_array.patterns
+        return self.pe_array.supports(pattern)
+
+    def target(self) -> Target:
+        """The hardware as the trace generator sees it."""
+        pe, b = self.pe_array, self.buffers
+        return Target(self.name, pe.rows, pe.cols, pe.dataflow, pe.patterns, self.word_bytes, self.psum_bytes,
+                      b.weights.size_bytes, b.inputs.size_bytes, b.outputs.size_bytes, self.tasd_units.count)
 
     def as_dict(self) -> dict[str, Any]:
         """The resolved config, shaped like its YAML file (patterns as strings); loads back equal."""
@@ -176,21 +137,7 @@ def load_hw(name_or_path: str | os.PathLike, overrides: Sequence[str] = ()) -> H
     (`pe_array.rows=16`, `pe_array.patterns=[1:4,2:4]` or `pe_array.patterns=1:4,2:4`,
     `dram.preset=hbm2`); values are parsed as YAML.
     """
-    text = os.fspath(name_or_path)
-    if text.endswith((".yaml", ".yml")) or "/" in text or os.sep in text:
-        path, label = Path(text), text
-        if not path.is_file():
-            raise TasdsimError(f"{text}: no such hardware config file")
-    else:
-        presets = bundled_files("hw")
-        if text not in presets:
-            raise TasdsimError(
-                f"unknown hardware preset {text!r}; presets: {', '.join(sorted(presets))} "
-                "(or give the path of a .yaml file)"
-            )
-        path, label = presets[text], f"{text}.yaml"
-
-    raw = load_yaml(path.read_text(), label)
+    raw, label = read_preset("hw", name_or_path, "hardware preset")
     if raw is None:
         raise TasdsimError(f"{label}: empty file: expected a mapping of hardware config keys")
     if not isinstance(raw, dict):

@@ -14,11 +14,9 @@ from pathlib import Path
 from typing import Any
 
 
-from simulator.config import HwConfig
-from simulator.stats import LayerStats
-from traces.bundled import bundled_files
-from traces.errors import TasdsimError
-from traces.yaml_io import read_yaml
+from tasdsim.simulator.config import HwConfig
+from tasdsim.simulator.stats import LayerStats
+from tasdsim.common import bundled_files, read_preset, TasdsimError
 
 OPERAND_TYPES = {1: "int8", 2: "fp16", 4: "fp32"}
 PSUM_TYPES = {"int8": "int32", "fp16": "fp32", "fp32": "fp32"}
@@ -59,14 +57,7 @@ def energy_table_files() -> dict[str, Path]:
 @functools.lru_cache(maxsize=64)
 def load_energy(name_or_path: str) -> EnergyTable:
     """Load an energy table by preset name (configs/energy) or YAML path, strictly."""
-    files = energy_table_files()
-    if name_or_path.endswith((".yaml", ".yml")) or "/" in name_or_path:
-        path, label = Path(name_or_path), name_or_path
-    elif name_or_path in files:
-        path, label = files[name_or_path], f"{name_or_path}.yaml"
-    else:
-        raise TasdsimError(f"unknown energy table {name_or_path!r}; tables: {', '.join(files)}")
-    return _build(read_yaml(path, label), label)
+    return _build(*read_preset("energy", name_or_path, "energy table"))
 
 
 def _number(value: Any, label: str, path: str) -> float:

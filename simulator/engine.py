@@ -13,19 +13,19 @@ from collections.abc import Iterable, Iterator
 
 import simpy
 
-from components.accumulator import Accumulator
-from components.dma import DmaEngine
-from components.dram import Dram, load_dram_preset
-from components.metadata_decoder import MetadataDecoder
-from components.pe_array import PeArray
-from components.sram import SramBuffer
-from components.tasd_unit import TasdUnits
-from components.units import Completions, Inbox
-from simulator.config import HwConfig
-from simulator.stats import LayerStats, collect
-from simulator.timeline import Timeline
-from traces.errors import TasdsimError
-from traces.isa import BUFFERS, Instr
+from tasdsim.components.accumulator import Accumulator
+from tasdsim.components.dma import DmaEngine
+from tasdsim.components.dram import Dram, load_dram_preset
+from tasdsim.components.metadata_decoder import MetadataDecoder
+from tasdsim.components.pe_array import PeArray
+from tasdsim.components.sram import SramBuffer
+from tasdsim.components.tasd_unit import TasdUnits
+from tasdsim.components.units import Completions, Inbox
+from tasdsim.simulator.config import HwConfig
+from tasdsim.simulator.stats import LayerStats, collect
+from tasdsim.simulator.timeline import Timeline
+from tasdsim.common import TasdsimError
+from tasdsim.traces.isa import BUFFERS, Instr
 
 ROUTES = {"TASD": "tasd", "COMPUTE": "array", "ACC": "acc"}
 QUEUE_DEPTH = 256  # instructions buffered per unit inbox
@@ -55,8 +55,8 @@ class Accelerator:
         self.blocked_on = "dram"
         self.dma = DmaEngine(env, self.dram, self.buffers, {b: self.inboxes[b] for b in BUFFERS}, self.completions,
                              where, timeline)
-        self.decoder = MetadataDecoder(hw, where, timeline)
-        self.array = PeArray(env, hw, self.buffers, self.inboxes["array"], self.completions, self.decoder,
+        self.decoder = MetadataDecoder(hw.metadata_decoder, hw.pe_array.patterns, hw.name, where, timeline)
+        self.array = PeArray(env, hw.pe_array, hw.word_bytes, hw.psum_bytes, self.buffers, self.inboxes["array"], self.completions, self.decoder,
                              self.weight_load, lambda: self.blocked_on, timeline)
         self.accumulator = Accumulator(env, hw.accumulator, self.buffers["outputs"], hw.psum_bytes,
                                        self.inboxes["acc"], self.completions, timeline)

@@ -5,16 +5,16 @@ import argparse
 
 import numpy as np
 
-from simulator.output import print_json, print_table
-from traces import layer_tensors, tensors
-from traces.decompose import decompose
-from traces.errors import TasdsimError
-from traces.metrics import quality, reduction_size
-from traces.nm_format import save_terms
-from traces.patterns import parse_pattern_set, parse_series
-from traces.search import (Choice, apply_model_budget, candidate_series, choose, parse_constraint,
+from tasdsim.simulator.output import print_json, print_table
+from tasdsim.traces import layer_tensors, tensors
+from tasdsim.traces.decompose import decompose
+from tasdsim.common import TasdsimError
+from tasdsim.traces.metrics import quality, reduction_size
+from tasdsim.traces.nm_format import save_terms
+from tasdsim.traces.patterns import parse_pattern_set, parse_series
+from tasdsim.traces.search import (Choice, apply_model_budget, candidate_series, choose, parse_constraint,
                            weighted_metric)
-from traces.workloads import Layer, layers_from_weight_shapes, load_workload
+from tasdsim.traces.workloads import Layer, layers_from_weight_shapes, load_workload
 
 DEFAULT_TOKENS = 128  # M of every layer of a model file when --seq-len is not given
 

@@ -28,19 +28,19 @@ from pathlib import Path
 
 import numpy as np
 
-from components import mac_kernels
-from simulator.config import HwConfig
-from simulator.run import LayerSeries, choose_series, simulate_layer, sparse_patterns
-from simulator.stats import LayerStats
-from traces import tensors
-from traces.decompose import Decomposition, decompose
-from traces.errors import TasdsimError
-from traces.generate import Tiling, plan, useful_depth
-from traces.layer_tensors import layer_seed
-from traces.nm_format import SUPPORTED_DTYPES
-from traces.patterns import Series
-from traces.search import candidate_series, choose, parse_constraint
-from traces.workloads import Layer, gemm_layer
+from tasdsim.components import mac_kernels
+from tasdsim.simulator.config import HwConfig
+from tasdsim.simulator.run import LayerSeries, choose_series, simulate_layer, sparse_patterns
+from tasdsim.simulator.stats import LayerStats
+from tasdsim.traces import tensors
+from tasdsim.traces.decompose import Decomposition, decompose
+from tasdsim.common import TasdsimError
+from tasdsim.traces.generate import Tiling, plan, useful_depth
+from tasdsim.traces.layer_tensors import layer_seed
+from tasdsim.traces.nm_format import SUPPORTED_DTYPES
+from tasdsim.traces.patterns import Series
+from tasdsim.traces.search import candidate_series, choose, parse_constraint
+from tasdsim.traces.workloads import Layer, gemm_layer
 
 # Synthetic tensors take the hardware's operand width.
 SYNTHETIC_DTYPES = {1: "int8", 2: "float16", 4: "float32"}
@@ -307,7 +307,7 @@ def simulate(args: argparse.Namespace, hw: HwConfig, ideal: bool) -> tuple[Layer
     layer, t = layer_and_tensors(args.weights, args.inputs, args.gemm, hw, args.seed, args.act_sparsity)
     series = _series(args, layer, hw, t, synthetic=not (args.weights or args.inputs))
     stats = simulate_layer(layer, hw, series, ideal)
-    tiling = plan(layer, hw, series.weights, series.activations, unbounded=ideal)
+    tiling = plan(layer, hw.target(), series.weights, series.activations, unbounded=ideal)
     out = run_layer(t, series, tiling, hw)
     if args.dump_output:
         dump(args.dump_output, out.output)

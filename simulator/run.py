@@ -8,20 +8,20 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait as wait_for_ends
 
-from simulator.config import HwConfig, hw_from_dict
-from simulator.energy import EnergyTable, edp, layer_energy, load_energy
-from simulator.engine import Accelerator
-from simulator.stats import LayerStats
-from simulator.timeline import Timeline
-from traces import layer_tensors
-from traces.errors import TasdsimError
-from traces.generate import Tiling, generate, plan
-from traces.patterns import DENSE, Series, parse_series
-from traces.search import Constraint, candidate_series, choose
-from traces.decompose import normalize_axis
-from traces.metrics import reduction_size
-from traces.trace_file import TraceHeader, TraceReader
-from traces.workloads import Layer
+from tasdsim.simulator.config import HwConfig, hw_from_dict
+from tasdsim.simulator.energy import EnergyTable, edp, layer_energy, load_energy
+from tasdsim.simulator.engine import Accelerator
+from tasdsim.simulator.stats import LayerStats
+from tasdsim.simulator.timeline import Timeline
+from tasdsim.traces import layer_tensors
+from tasdsim.common import TasdsimError
+from tasdsim.traces.generate import Tiling, generate, plan
+from tasdsim.traces.patterns import DENSE, Series, parse_series
+from tasdsim.traces.search import Constraint, candidate_series, choose
+from tasdsim.traces.decompose import normalize_axis
+from tasdsim.traces.metrics import reduction_size
+from tasdsim.traces.trace_file import TraceHeader, TraceReader
+from tasdsim.traces.workloads import Layer
 
 DENSE_SERIES = Series((DENSE,))
 DEFAULT_ENERGY = "45nm"
@@ -91,9 +91,9 @@ def simulate_layer(layer: Layer, hw: HwConfig, series: LayerSeries, ideal_memory
                    energy: EnergyTable | None = None, timeline: Timeline | None = None) -> LayerStats:
     """Generate the layer's trace and run it, streamed; energy from `energy` (default 45 nm);
     events into `timeline` when given."""
-    tiling = plan(layer, hw, series.weights, series.activations, unbounded=ideal_memory)
+    tiling = plan(layer, hw.target(), series.weights, series.activations, unbounded=ideal_memory)
     acc = Accelerator(hw, ideal_memory, timeline=timeline)
-    stats = acc.run(generate(layer, hw, series.weights, series.activations, tiling), layer.name, "")
+    stats = acc.run(generate(layer, hw.target(), series.weights, series.activations, tiling), layer.name, "")
     if timeline is not None:
         timeline.end_layer(layer.name, stats.cycles)
     stats.series, stats.tiling = series.as_dict(), tiling.as_dict()
@@ -108,7 +108,7 @@ def simulate_layers(layers: list[Layer], hw: HwConfig, series: list[LayerSeries]
     so the results are identical to running them one by one."""
     if jobs < 2 or len(layers) < 2 or "fork" not in multiprocessing.get_all_start_methods():
         return [simulate_layer(layer, hw, s, ideal_memory, energy) for layer, s in zip(layers, series)]
-    folds = [plan(layer, hw, s.weights, s.activations, unbounded=ideal_memory).folds
+    folds = [plan(layer, hw.target(), s.weights, s.activations, unbounded=ideal_memory).folds
              for layer, s in zip(layers, series)]
     results: list[LayerStats | None] = [None] * len(layers)
     context = multiprocessing.get_context("fork")

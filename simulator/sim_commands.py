@@ -7,21 +7,21 @@ import json
 import os
 import sys
 
-from simulator import functional
-from components.dram import load_dram_preset
-from simulator import plots
-from simulator.config import HwConfig, load_hw
-from simulator.energy import load_energy
-from simulator.timeline import Timeline
-from simulator.output import print_json, print_table
-from simulator.run import (LayerSeries, choose_all_series, choose_series, simulate_layer, simulate_layers,
+from tasdsim.simulator import functional
+from tasdsim.components.dram import load_dram_preset
+from tasdsim.simulator import plots
+from tasdsim.simulator.config import HwConfig, load_hw
+from tasdsim.simulator.energy import load_energy
+from tasdsim.simulator.timeline import Timeline
+from tasdsim.simulator.output import print_json, print_table
+from tasdsim.simulator.run import (LayerSeries, choose_all_series, choose_series, simulate_layer, simulate_layers,
                            simulate_trace, trace_header)
-from simulator.stats import STALL_CAUSES, LayerStats, total
-from traces.errors import TasdsimError
-from traces.generate import generate, plan
-from traces.search import parse_constraint
-from traces.trace_file import write_trace
-from traces.workloads import Layer, gemm_layer, load_workload
+from tasdsim.simulator.stats import STALL_CAUSES, LayerStats, total
+from tasdsim.common import TasdsimError
+from tasdsim.traces.generate import generate, plan
+from tasdsim.traces.search import parse_constraint
+from tasdsim.traces.trace_file import write_trace
+from tasdsim.traces.workloads import Layer, gemm_layer, load_workload
 
 
 def _layers(args: argparse.Namespace) -> list[Layer]:
@@ -195,11 +195,11 @@ def run_trace(args: argparse.Namespace) -> int:
     layer = layers[0]
     ideal = args.memory == "ideal"
     series = _series(args, layer, hw)
-    tiling = plan(layer, hw, series.weights, series.activations, unbounded=ideal)
+    tiling = plan(layer, hw.target(), series.weights, series.activations, unbounded=ideal)
     try:
         with open(args.output, "w", encoding="utf-8") as f:
             count = write_trace(f, trace_header(layer, hw, series, tiling, ideal),
-                                generate(layer, hw, series.weights, series.activations, tiling))
+                                generate(layer, hw.target(), series.weights, series.activations, tiling))
     except OSError as err:
         raise TasdsimError(f"{args.output}: cannot write trace: {err.strerror or err}") from None
     print(f"{args.output}: {count} instructions for layer {layer.name} on {hw.name} "

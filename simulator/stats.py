@@ -5,7 +5,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from simulator.engine import Accelerator
+    from tasdsim.simulator.engine import Accelerator
 
 STALL_CAUSES = ("dram", "sram", "metadata_decoder", "accumulator", "tasd_units")
 

@@ -12,16 +12,16 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, wait
 from typing import Any
 
-from simulator import plots
-from simulator.config import load_hw
-from simulator.energy import load_energy
-from simulator.run import choose_series, simulate_layer
-from simulator.stats import total
-from simulator.sweep_spec import Point, SweepSpec, load_spec
-from simulator.sweep_store import ResultStore
-from traces.errors import TasdsimError
-from traces.search import parse_constraint
-from traces.workloads import Layer, gemm_layer, load_workload
+from tasdsim.simulator import plots
+from tasdsim.simulator.config import load_hw
+from tasdsim.simulator.energy import load_energy
+from tasdsim.simulator.run import choose_series, simulate_layer
+from tasdsim.simulator.stats import total
+from tasdsim.simulator.sweep_spec import Point, SweepSpec, load_spec
+from tasdsim.simulator.sweep_store import ResultStore
+from tasdsim.common import TasdsimError
+from tasdsim.traces.search import parse_constraint
+from tasdsim.traces.workloads import Layer, gemm_layer, load_workload
 
 
 def point_layers(workload: dict[str, Any]) -> list[Layer]:

@@ -30,9 +30,7 @@ from pathlib import Path
 from typing import Any
 
 
-from traces.bundled import bundled_files
-from traces.errors import TasdsimError
-from traces.yaml_io import load_yaml, read_yaml
+from tasdsim.common import bundled_files, find_preset, load_yaml, read_yaml, TasdsimError
 
 RUN_KEYS = ("hw", "tasd", "operand", "memory")  # axis keys that are not hardware config keys
 _SPEC_KEYS = ("hw", "workload", "tasd", "operand", "memory", "energy", "axes", "zip", "filter", "quality",
@@ -116,13 +114,8 @@ def _yaml_value(value: Any) -> str:
 
 def load_spec(name_or_path: str) -> SweepSpec:
     """Load a bundled sweep (configs/sweeps/NAME.yaml) or a YAML path, strictly."""
-    path = Path(name_or_path)
-    if not name_or_path.endswith((".yaml", ".yml")) and "/" not in name_or_path:
-        bundled = sweep_files()
-        if name_or_path not in bundled:
-            raise TasdsimError(f"unknown sweep {name_or_path!r}; bundled: {', '.join(bundled)} (or a .yaml path)")
-        path = bundled[name_or_path]
-    return parse_spec(read_yaml(path, name_or_path), path.name)
+    path, label = find_preset("sweeps", name_or_path, "sweep")
+    return parse_spec(read_yaml(path, label), path.name)
 
 
 def sweep_files() -> dict[str, Path]:

@@ -12,18 +12,18 @@ import argparse
 
 import numpy as np
 
-from simulator.config import HwConfig, load_hw
-from simulator.output import print_json, print_table
-from simulator.run import LayerSeries, simulate_layer, sparse_patterns
-from simulator.stats import LayerStats, total
-from traces import mlp, tensors
-from traces.accuracy_search import DENSE_SERIES, compute_density, model_accuracy, search_accuracy
-from traces.digits import DATASETS, Dataset, load_dataset
-from traces.errors import TasdsimError
-from traces.nm_training import DEFAULT_LAMBDA_W, METHODS, TrainConfig, one_blas_thread, train
-from traces.patterns import Pattern, Series, parse_pattern
-from traces.search import candidate_series
-from traces.workloads import Layer
+from tasdsim.simulator.config import HwConfig, load_hw
+from tasdsim.simulator.output import print_json, print_table
+from tasdsim.simulator.run import LayerSeries, simulate_layer, sparse_patterns
+from tasdsim.simulator.stats import LayerStats, total
+from tasdsim.traces import mlp, tensors
+from tasdsim.traces.accuracy_search import DENSE_SERIES, compute_density, model_accuracy, search_accuracy
+from tasdsim.traces.digits import DATASETS, Dataset, load_dataset
+from tasdsim.common import TasdsimError
+from tasdsim.traces.nm_training import DEFAULT_LAMBDA_W, METHODS, TrainConfig, one_blas_thread, train
+from tasdsim.traces.patterns import Pattern, Series, parse_pattern
+from tasdsim.traces.search import candidate_series
+from tasdsim.traces.workloads import Layer
 
 DEFAULTS = TrainConfig()
 

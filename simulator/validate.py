@@ -44,17 +44,15 @@ from typing import Any
 
 import yaml
 
-from simulator.analytical import LayerModel, model_layer
-from simulator.config import HwConfig, load_hw
-from simulator.output import print_table
-from simulator.run import LayerSeries, simulate_layer
-from simulator.stats import STALL_CAUSES, LayerStats
-from traces.bundled import bundled_files
-from traces.errors import TasdsimError
-from traces.yaml_io import load_yaml
-from traces.generate import plan
-from traces.patterns import parse_series
-from traces.workloads import Layer, Workload, gemm_layer, load_workload
+from tasdsim.simulator.analytical import LayerModel, model_layer
+from tasdsim.simulator.config import HwConfig, load_hw
+from tasdsim.simulator.output import print_table
+from tasdsim.simulator.run import LayerSeries, simulate_layer
+from tasdsim.simulator.stats import STALL_CAUSES, LayerStats
+from tasdsim.common import read_preset, TasdsimError
+from tasdsim.traces.generate import plan
+from tasdsim.traces.patterns import parse_series
+from tasdsim.traces.workloads import Layer, Workload, gemm_layer, load_workload
 
 # Relative tolerances per metric group (0: exact).
 DEFAULT_TOLERANCES = {
@@ -97,25 +95,11 @@ class Suite:
     tolerances: dict[str, float]
 
 
-def default_suite() -> Path:
-    """The bundled default suite."""
-    files = bundled_files("suites")
-    if "default" not in files:
-        raise TasdsimError("the bundled suite configs/suites/default.yaml is missing from this installation")
-    return files["default"]
-
-
 def load_suite(path: str | os.PathLike | None = None) -> Suite:
     """Load and check a suite (the bundled default when path is None). Every problem is one
     TasdsimError naming the file, the YAML path and the reason; hardware, layers and series are
     resolved here, so a bad point fails before anything runs."""
-    file = Path(path) if path is not None else default_suite()
-    label = str(path) if path is not None else "configs/suites/default.yaml"
-    try:
-        text = file.read_text()
-    except OSError as err:
-        raise TasdsimError(f"{label}: cannot read suite: {err.strerror or err}") from None
-    raw = load_yaml(text, label)
+    raw, label = read_preset("suites", "default" if path is None else path, "validation suite")
     if not isinstance(raw, dict):
         raise TasdsimError(f"{label}: top level must be a mapping with keys {', '.join(sorted(_TOP_KEYS))}")
     _keys(raw, _TOP_KEYS, {"points"}, label, "")
@@ -210,7 +194,7 @@ def _point(entry: dict, label: str, where: str) -> Point:
             raise TasdsimError(f"{label}: {where}.{key}: {err}") from None
     series = _series(point)
     try:  # the series runs on the hardware and the tiles fit its buffers
-        plan(resolved["layer"], resolved["hw"], series.weights, series.activations, unbounded=memory == "ideal")
+        plan(resolved["layer"], resolved["hw"].target(), series.weights, series.activations, unbounded=memory == "ideal")
     except TasdsimError as err:
         raise TasdsimError(f"{label}: {where}: {err}") from None
     return point

@@ -1,5 +1,5 @@
 """Running the CLI in-process from tests, and the one-line error contract."""
-from simulator.cli import main
+from tasdsim.simulator.cli import main
 
 
 def cli(capsys, *argv):

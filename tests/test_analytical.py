@@ -13,12 +13,12 @@ import pytest
 import simpy
 from hypothesis import given, settings, strategies as st
 
-from components.dram import Dram, load_dram_preset
-from simulator.analytical import classes, covered_rows, covered_rows_by_fold, model_layer, tile_transfer_cycles
-from simulator.config import load_hw
-from simulator.run import LayerSeries, simulate_layer
-from traces.patterns import Pattern, parse_series
-from traces.workloads import gemm_layer, load_workload
+from tasdsim.components.dram import Dram, load_dram_preset
+from tasdsim.simulator.analytical import classes, covered_rows, covered_rows_by_fold, model_layer, tile_transfer_cycles
+from tasdsim.simulator.config import load_hw
+from tasdsim.simulator.run import LayerSeries, simulate_layer
+from tasdsim.traces.patterns import Pattern, parse_series
+from tasdsim.traces.workloads import gemm_layer, load_workload
 
 FAST = settings(max_examples=60, deadline=None)
 

@@ -10,9 +10,9 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from simulator.cli import main
-from traces.nm_format import load_terms
-from traces.tensors import nm_sparse, save_safetensors
+from tasdsim.simulator.cli import main
+from tasdsim.traces.nm_format import load_terms
+from tasdsim.traces.tensors import nm_sparse, save_safetensors
 
 
 BF16 = np.dtype(ml_dtypes.bfloat16)

@@ -7,15 +7,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from simulator.config import (
+from tasdsim.simulator.config import (
     BufferConfig,
     HwConfig,
     list_dram_presets,
     list_hw_presets,
     load_hw,
 )
-from traces.errors import TasdsimError
-from traces.patterns import DENSE, Pattern
+from tasdsim.common import TasdsimError
+from tasdsim.traces.patterns import DENSE, Pattern
 
 PRESETS = ["dense-ws-32x32", "stc-2of4", "ttc-m8", "vegeta-m4"]
 
@@ -112,7 +112,7 @@ def test_unknown_preset_lists_presets():
 
 
 def test_missing_file():
-    with pytest.raises(TasdsimError, match="missing.yaml: no such hardware config file"):
+    with pytest.raises(TasdsimError, match="missing.yaml: no such hardware preset file"):
         load_hw("missing.yaml")
 
 
@@ -218,16 +218,16 @@ def test_unknown_key(tmp_path, parent, key, expected):
 
 
 def test_preset_errors_name_the_preset_file(monkeypatch, tmp_path):
-    from simulator import config
+    from tasdsim import common
 
     raw = _raw()
     raw["pe_array"]["rows"] = 0
     fake = _write(tmp_path, raw, name="vegeta-m4.yaml")
-    monkeypatch.setattr(config, "bundled_files", lambda folder: {"vegeta-m4": fake} if folder == "hw"
+    monkeypatch.setattr(common, "bundled_files", lambda folder: {"vegeta-m4": fake} if folder == "hw"
                         else {"ddr4-3200": fake, "hbm2": fake})
     with pytest.raises(TasdsimError) as info:
         load_hw("vegeta-m4")
-    assert str(info.value) == "vegeta-m4.yaml: pe_array.rows: must be a positive integer, got 0"
+    assert str(info.value) == "hw/vegeta-m4.yaml: pe_array.rows: must be a positive integer, got 0"
 
 
 def test_unparsable_yaml_names_line(tmp_path):
@@ -326,7 +326,7 @@ def test_bad_override_key(item, expected):
 @pytest.mark.parametrize(
     "item, expected",
     [
-        ("pe_array.rows=0", "vegeta-m4.yaml with --set pe_array.rows=0: pe_array.rows: must be a positive integer, got 0"),
+        ("pe_array.rows=0", "hw/vegeta-m4.yaml with --set pe_array.rows=0: pe_array.rows: must be a positive integer, got 0"),
         ("pe_array.rows=true", "--set pe_array.rows=true: pe_array.rows: must be a positive integer, got True"),
         ("pe_array.dataflow=is", "--set pe_array.dataflow=is: pe_array.dataflow: must be one of ws, os, got 'is'"),
         ("pe_array.patterns=[1:4,3:2]", '--set pe_array.patterns=[1:4,3:2]: pe_array.patterns[1]: "3:2": N must be between 1 and M'),
@@ -347,7 +347,7 @@ def test_bad_override_value(item, expected):
     with pytest.raises(TasdsimError) as info:
         load_hw("vegeta-m4", overrides)
     message = str(info.value)
-    assert message.startswith("vegeta-m4.yaml with --set "), message
+    assert message.startswith("hw/vegeta-m4.yaml with --set "), message
     assert expected in message, message
 
 

@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from traces.decompose import decompose, normalize_axis
-from traces.errors import TasdsimError
-from traces.patterns import parse_series
-from traces.tensors import nm_sparse
+from tasdsim.traces.decompose import decompose, normalize_axis
+from tasdsim.common import TasdsimError
+from tasdsim.traces.patterns import parse_series
+from tasdsim.traces.tensors import nm_sparse
 
 
 BF16 = np.dtype(ml_dtypes.bfloat16)

@@ -12,7 +12,7 @@ import pytest
 import simpy
 from hypothesis import given, settings, strategies as st
 
-from components.dram import (
+from tasdsim.components.dram import (
     Dram,
     DramStats,
     DramTiming,
@@ -20,7 +20,7 @@ from components.dram import (
     load_dram_preset,
     min_transfer_cycles,
 )
-from traces.errors import TasdsimError
+from tasdsim.common import TasdsimError
 
 DDR4 = load_dram_preset("ddr4-3200")
 HBM2 = load_dram_preset("hbm2")

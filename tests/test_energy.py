@@ -4,12 +4,12 @@ import math
 import pytest
 import yaml
 
-from simulator.config import load_hw
-from simulator.energy import edp, energy_table_files, layer_energy, load_energy
-from simulator.run import LayerSeries, simulate_layer
-from traces.errors import TasdsimError
-from traces.patterns import parse_series
-from traces.workloads import gemm_layer
+from tasdsim.simulator.config import load_hw
+from tasdsim.simulator.energy import edp, energy_table_files, layer_energy, load_energy
+from tasdsim.simulator.run import LayerSeries, simulate_layer
+from tasdsim.common import TasdsimError
+from tasdsim.traces.patterns import parse_series
+from tasdsim.traces.workloads import gemm_layer
 
 
 def test_45nm_table_values_are_horowitz():

@@ -14,16 +14,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from components import mac_kernels
-from simulator import functional
-from simulator.config import load_hw
-from simulator.functional import LayerTensors, run_layer
-from simulator.run import LayerSeries, simulate_layer
-from traces import tensors
-from traces.errors import TasdsimError
-from traces.generate import plan
-from traces.patterns import parse_series
-from traces.workloads import gemm_layer
+from tasdsim.components import mac_kernels
+from tasdsim.simulator import functional
+from tasdsim.simulator.config import load_hw
+from tasdsim.simulator.functional import LayerTensors, run_layer
+from tasdsim.simulator.run import LayerSeries, simulate_layer
+from tasdsim.traces import tensors
+from tasdsim.common import TasdsimError
+from tasdsim.traces.generate import plan
+from tasdsim.traces.patterns import parse_series
+from tasdsim.traces.workloads import gemm_layer
 from cli_helpers import assert_one_line_error, cli
 
 SERIES = ["2:4", "1:4", "2:4+1:4", "1:8+1:4"]
@@ -69,7 +69,7 @@ def run(weights, inputs, series: str, operand: str, hw, ideal: bool = True, para
     layer = gemm_layer(f"{m}x{weights.shape[0]}x{k}")
     s = LayerSeries(weights=parse_series(series)) if operand == "weights" else \
         LayerSeries(activations=parse_series(series))
-    tiling = plan(layer, hw, s.weights, s.activations, unbounded=ideal)
+    tiling = plan(layer, hw.target(), s.weights, s.activations, unbounded=ideal)
     out = run_layer(LayerTensors(weights, inputs, {}), s, tiling, hw, parallel)
     return out, simulate_layer(layer, hw, s, ideal)
 
@@ -91,8 +91,8 @@ def int8_operands(m, n, k, seed=0, relu=0.0):
 def test_term_macs_matches_numpy_for_any_tiling(dtype, tile_s, tile_d, fold):
     """One term, compressed values against a dense operand: the product does not depend on how
     the walk tiles it; the counts are rows x cols x slots and one fold per (tile, fold)."""
-    from traces.decompose import decompose
-    from traces.generate import useful_depth
+    from tasdsim.traces.decompose import decompose
+    from tasdsim.traces.generate import useful_depth
 
     rng = np.random.default_rng(tile_s * 100 + tile_d)
     rows, cols, k = 45, 130, 77

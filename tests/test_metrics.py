@@ -5,9 +5,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from traces.decompose import decompose
-from traces.errors import TasdsimError
-from traces.metrics import (
+from tasdsim.traces.decompose import decompose
+from tasdsim.common import TasdsimError
+from tasdsim.traces.metrics import (
     ERROR_METRICS,
     KEPT_METRICS,
     METRICS,
@@ -19,7 +19,7 @@ from traces.metrics import (
     relative_error,
     relative_error_from_residual,
 )
-from traces.patterns import parse_series
+from tasdsim.traces.patterns import parse_series
 
 
 BF16 = np.dtype(ml_dtypes.bfloat16)

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from traces.decompose import decompose
-from traces.errors import TasdsimError
-from traces.nm_format import (
+from tasdsim.traces.decompose import decompose
+from tasdsim.common import TasdsimError
+from tasdsim.traces.nm_format import (
     CompressedTerm,
     check_dtype,
     from_rows,
@@ -20,7 +20,7 @@ from traces.nm_format import (
     to_rows,
     unpack_metadata,
 )
-from traces.patterns import Pattern, parse_series
+from tasdsim.traces.patterns import Pattern, parse_series
 
 
 BF16 = np.dtype(ml_dtypes.bfloat16)

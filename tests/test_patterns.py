@@ -5,8 +5,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from traces.errors import TasdsimError
-from traces.patterns import (
+from tasdsim.common import TasdsimError
+from tasdsim.traces.patterns import (
     DENSE,
     MAX_M,
     Pattern,

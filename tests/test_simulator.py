@@ -12,12 +12,12 @@ import json
 
 import pytest
 
-from components.dram import load_dram_preset, min_transfer_cycles
-from simulator.config import load_hw
-from simulator.run import LayerSeries, simulate_layer, simulate_layers
-from traces.errors import TasdsimError
-from traces.patterns import parse_series
-from traces.workloads import gemm_layer, load_workload
+from tasdsim.components.dram import load_dram_preset, min_transfer_cycles
+from tasdsim.simulator.config import load_hw
+from tasdsim.simulator.run import LayerSeries, simulate_layer, simulate_layers
+from tasdsim.common import TasdsimError
+from tasdsim.traces.patterns import parse_series
+from tasdsim.traces.workloads import gemm_layer, load_workload
 from cli_helpers import assert_one_line_error, cli
 
 SHAPES = ["7x5x3", "33x65x97", "100x31x200", "1x1x1", "64x64x64", "5x40x70", "3x17x9"]
@@ -244,7 +244,7 @@ def test_layers_in_worker_processes_equal_one_by_one():
 
 
 def _failing_in(monkeypatch, name, fail):
-    from simulator import run as run_module
+    from tasdsim.simulator import run as run_module
     real = run_module.simulate_layer
 
     def simulate(layer, *args):
@@ -395,9 +395,9 @@ def test_cli_tasd_unsupported_names_hardware(capsys):
 
 def test_no_progress_is_an_error_naming_the_waiting_units():
     """A unit that never takes its work: the run stops with an error, not partial numbers."""
-    from components.units import Inbox
-    from simulator.engine import Accelerator
-    from traces.isa import Instr
+    from tasdsim.components.units import Inbox
+    from tasdsim.simulator.engine import Accelerator
+    from tasdsim.traces.isa import Instr
 
     hw = load_hw("vegeta-m4")
     acc = Accelerator(hw, ideal_memory=True)

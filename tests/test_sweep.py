@@ -10,10 +10,10 @@ import time
 import pytest
 import yaml
 
-from simulator.cli import main
-from simulator.sweep_run import run_sweep
-from simulator.sweep_spec import load_spec, parse_spec
-from traces.errors import TasdsimError
+from tasdsim.simulator.cli import main
+from tasdsim.simulator.sweep_run import run_sweep
+from tasdsim.simulator.sweep_spec import load_spec, parse_spec
+from tasdsim.common import TasdsimError
 
 SPEC = {
     "hw": "vegeta-m4",
@@ -83,7 +83,7 @@ def test_resume_after_kill_minus_9_equals_uninterrupted(tmp_path):
     full = tmp_path / "full"
     run_sweep(load_spec(spec_path), str(full), 2, "local", None, False, progress=False)
     killed = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "simulator.cli", "sweep", spec_path, "--jobs", "2",
+    proc = subprocess.Popen([sys.executable, "-m", "tasdsim.simulator.cli", "sweep", spec_path, "--jobs", "2",
                              "--out", str(killed), "--no-progress"], start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     db = killed / "results.sqlite"

@@ -5,8 +5,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from traces.errors import TasdsimError
-from traces.tensors import (
+from tasdsim.common import TasdsimError
+from tasdsim.traces.tensors import (
     gaussian,
     laplacian,
     load_tensor,

@@ -4,12 +4,12 @@ from collections import defaultdict
 
 import pytest
 
-from simulator.cli import main
-from simulator.config import load_hw
-from simulator.run import LayerSeries, simulate_layer
-from simulator.timeline import UNITS, Timeline
-from traces.patterns import parse_series
-from traces.workloads import gemm_layer
+from tasdsim.simulator.cli import main
+from tasdsim.simulator.config import load_hw
+from tasdsim.simulator.run import LayerSeries, simulate_layer
+from tasdsim.simulator.timeline import UNITS, Timeline
+from tasdsim.traces.patterns import parse_series
+from tasdsim.traces.workloads import gemm_layer
 
 
 def run(hw, layers, timeline):

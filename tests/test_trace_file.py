@@ -5,13 +5,13 @@ import json
 
 import pytest
 
-from simulator.cli import main
-from simulator.config import load_hw
-from simulator.run import LayerSeries, simulate_layer, simulate_trace
-from traces.errors import TasdsimError
-from traces.patterns import parse_series
-from traces.trace_file import TraceReader, write_trace
-from traces.workloads import gemm_layer
+from tasdsim.simulator.cli import main
+from tasdsim.simulator.config import load_hw
+from tasdsim.simulator.run import LayerSeries, simulate_layer, simulate_trace
+from tasdsim.common import TasdsimError
+from tasdsim.traces.patterns import parse_series
+from tasdsim.traces.trace_file import TraceReader, write_trace
+from tasdsim.traces.workloads import gemm_layer
 from cli_helpers import cli
 
 GEMM = "200x100x300"

@@ -7,15 +7,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simulator.cli import main
-from traces import mlp
-from traces.accuracy_search import compute_density, model_accuracy, search_accuracy
-from traces.digits import MISSING_SKLEARN
-from traces.nm_masks import mask_size, masks_of, nm_mask, sad
-from traces.nm_training import TrainConfig, train
-from traces.patterns import Pattern, Series
-from traces.search import candidate_series
-from traces.tensors import load_tensors
+from tasdsim.simulator.cli import main
+from tasdsim.traces import mlp
+from tasdsim.traces.accuracy_search import compute_density, model_accuracy, search_accuracy
+from tasdsim.traces.digits import MISSING_SKLEARN
+from tasdsim.traces.nm_masks import mask_size, masks_of, nm_mask, sad
+from tasdsim.traces.nm_training import TrainConfig, train
+from tasdsim.traces.patterns import Pattern, Series
+from tasdsim.traces.search import candidate_series
+from tasdsim.traces.tensors import load_tensors
 
 
 # ---------------------------------------------------------------- masks and SAD (no dataset needed)
@@ -95,7 +95,7 @@ def test_backward_matches_finite_differences():
 
 
 def test_bad_config_is_a_clear_error():
-    from traces.errors import TasdsimError
+    from tasdsim.common import TasdsimError
     with pytest.raises(TasdsimError, match="method"):
         TrainConfig(method="sgd")
     with pytest.raises(TasdsimError, match="epochs"):
@@ -124,7 +124,7 @@ def test_missing_sklearn_is_one_line_and_exit_2(monkeypatch, capsys, tmp_path):
 @pytest.fixture(scope="module")
 def digits():
     pytest.importorskip("sklearn")
-    from traces.digits import load_digits
+    from tasdsim.traces.digits import load_digits
     return load_digits()
 
 

@@ -4,9 +4,9 @@ import os
 
 import pytest
 
-from simulator import validate
-from simulator.analytical import model_layer
-from simulator.cli import main
+from tasdsim.simulator import validate
+from tasdsim.simulator.analytical import model_layer
+from tasdsim.simulator.cli import main
 
 TINY = """
 points:
@@ -179,4 +179,4 @@ def test_the_default_suite_covers_the_issue_and_passes():
     assert summary["coverage"]["compute_bound"] and summary["coverage"]["memory_bound"]
     assert summary["cycles_real"]["max"] <= suite.tolerances["cycles_real"]
     assert summary["exact_metrics"]["compute_cycles"] == f"{len(points)}/{len(points)}"
-    assert os.path.basename(str(validate.default_suite())) == "default.yaml"
+    assert validate.load_suite().label == "suites/default.yaml"

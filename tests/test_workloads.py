@@ -3,8 +3,8 @@ import re
 
 import pytest
 
-from traces.errors import TasdsimError
-from traces.workloads import (
+from tasdsim.common import TasdsimError
+from tasdsim.traces.workloads import (
     Layer,
     Workload,
     conv_output_size,

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from traces import mlp
-from traces.decompose import decompose
-from traces.patterns import DENSE, Series
+from tasdsim.traces import mlp
+from tasdsim.traces.decompose import decompose
+from tasdsim.traces.patterns import DENSE, Series
 
 DENSE_SERIES = Series((DENSE,))
 

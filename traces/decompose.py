@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit, prange
 
-from traces.errors import TasdsimError
-from traces.nm_format import CompressedTerm, check_tensor, from_rows, to_rows
-from traces.patterns import Series
+from tasdsim.common import TasdsimError
+from tasdsim.traces.nm_format import CompressedTerm, check_tensor, from_rows, to_rows
+from tasdsim.traces.patterns import Series
 
 
 _CHUNK_ROWS = 256

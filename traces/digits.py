@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from traces.errors import TasdsimError
+from tasdsim.common import TasdsimError
 
 DATASETS = ("digits",)
 SPLIT_SEED = 0

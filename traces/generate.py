@@ -22,16 +22,36 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
-from simulator.config import HwConfig
-from traces.errors import TasdsimError
-from traces.isa import Instr
-from traces.patterns import Pattern, Series
-from traces.workloads import Layer
+from tasdsim.common import TasdsimError
+from tasdsim.traces.isa import Instr
+from tasdsim.traces.patterns import Pattern, Series, runs_on
+from tasdsim.traces.workloads import Layer
 
 WEIGHTS_BASE = 0
 INPUTS_BASE = 1 << 44
 OUTPUTS_BASE = 2 << 44
 TILE_ALIGN = 128 * 1024  # tiles start on 16 DRAM rows of 8 KiB, so every channel count sees whole rows
+
+
+@dataclass(frozen=True)
+class Target:
+    """The hardware as the trace generator sees it: array shape, dataflow, patterns, word sizes and
+    buffer capacities (bytes). The simulator's hardware config gives it (`HwConfig.target()`)."""
+
+    name: str
+    rows: int
+    cols: int
+    dataflow: str  # "ws" or "os"
+    patterns: tuple[Pattern, ...]
+    word_bytes: int
+    psum_bytes: int
+    weights_bytes: int
+    inputs_bytes: int
+    outputs_bytes: int
+    tasd_units: int
+
+    def supports(self, pattern: Pattern) -> bool:
+        return runs_on(pattern, self.patterns)
 
 
 def tile_stride(nbytes: int) -> int:
@@ -59,30 +79,30 @@ def useful_depth(p: Pattern, k: int) -> int:
     return p.n * (k // p.m) + min(p.n, k % p.m)
 
 
-def _check_patterns(hw: HwConfig, series: Series, operand: str) -> None:
+def _check_patterns(hw: Target, series: Series, operand: str) -> None:
     for p in series.terms:
         if not hw.supports(p):
-            supported = ", ".join(str(q) for q in hw.pe_array.patterns)
+            supported = ", ".join(str(q) for q in hw.patterns)
             raise TasdsimError(f"{operand} series {series}: pattern {p} is not supported by hardware "
                                f"{hw.name} (supports {supported})")
 
 
-def plan(layer: Layer, hw: HwConfig, weights: Series, activations: Series, unbounded: bool) -> Tiling:
+def plan(layer: Layer, hw: Target, weights: Series, activations: Series, unbounded: bool) -> Tiling:
     """Choose the tiling (see the module docstring); errors when a tile cannot fit its buffer."""
     _check_patterns(hw, weights, "weights")
     _check_patterns(hw, activations, "activations")
     if not weights.is_dense and not activations.is_dense:
         raise TasdsimError("TASD on both operands at once is not modelled: choose weights or activations")
     sparse_operand = "activations" if not activations.is_dense else "weights"
-    if sparse_operand == "activations" and hw.tasd_units.count == 0:
+    if sparse_operand == "activations" and hw.tasd_units == 0:
         raise TasdsimError(f"activation series {activations} needs TASD units; hardware {hw.name} has none")
     series = activations if sparse_operand == "activations" else weights
-    r, c = hw.pe_array.rows, hw.pe_array.cols
+    r, c = hw.rows, hw.cols
     col_tiles = -(-layer.n // c)
-    half_in = hw.buffers.inputs.size_bytes // 2
-    half_out = hw.buffers.outputs.size_bytes // 2
-    half_w = hw.buffers.weights.size_bytes // 2
-    if hw.pe_array.dataflow == "ws":
+    half_in = hw.inputs_bytes // 2
+    half_out = hw.outputs_bytes // 2
+    half_w = hw.weights_bytes // 2
+    if hw.dataflow == "ws":
         if unbounded:
             t = layer.m
         else:
@@ -117,13 +137,13 @@ def _fits(nbytes: tuple[int, int], capacity: int) -> bool:
     return sum(nbytes) <= capacity
 
 
-def weight_tile_bytes(rows: int, cols: int, hw: HwConfig, weights: Series, term: int = 0) -> tuple[int, int]:
+def weight_tile_bytes(rows: int, cols: int, hw: Target, weights: Series, term: int = 0) -> tuple[int, int]:
     """(value bytes, metadata bytes) of a weight tile of rows x cols words of term `term`."""
     p = weights.terms[term]
     return rows * cols * hw.word_bytes, -(-rows * cols * p.metadata_bits // 8)
 
 
-def _os_weight_bytes(k: int, cols: int, hw: HwConfig, series: Series, sparse_operand: str) -> tuple[int, int]:
+def _os_weight_bytes(k: int, cols: int, hw: Target, series: Series, sparse_operand: str) -> tuple[int, int]:
     if sparse_operand == "activations":
         return k * cols * hw.word_bytes, 0
     values = sum(p.depth(k) for p in series.terms) * cols * hw.word_bytes
@@ -155,16 +175,16 @@ class _Emitter:
         return [] if last is None else [last]
 
 
-def generate(layer: Layer, hw: HwConfig, weights: Series, activations: Series, tiling: Tiling) -> Iterator[Instr]:
+def generate(layer: Layer, hw: Target, weights: Series, activations: Series, tiling: Tiling) -> Iterator[Instr]:
     """The layer's instructions, streamed (see the module docstring for the loop order)."""
     if tiling.dataflow == "ws":
         return _generate_ws(layer, hw, weights, activations, tiling)
     return _generate_os(layer, hw, weights, activations, tiling)
 
 
-def _generate_ws(layer: Layer, hw: HwConfig, weights: Series, activations: Series, tiling: Tiling) -> Iterator[Instr]:
+def _generate_ws(layer: Layer, hw: Target, weights: Series, activations: Series, tiling: Tiling) -> Iterator[Instr]:
     e = _Emitter()
-    r, c, word, psum = hw.pe_array.rows, hw.pe_array.cols, hw.word_bytes, hw.psum_bytes
+    r, c, word, psum = hw.rows, hw.cols, hw.word_bytes, hw.psum_bytes
     act_sparse = tiling.sparse_operand == "activations"
     series = activations if act_sparse else weights
     multi_term = len(series.terms) > 1
@@ -228,11 +248,11 @@ def _generate_ws(layer: Layer, hw: HwConfig, weights: Series, activations: Serie
                 tile += 1
 
 
-def _ws_folds(layer: Layer, hw: HwConfig, series: Series, act_sparse: bool,
+def _ws_folds(layer: Layer, hw: Target, series: Series, act_sparse: bool,
               cols: int) -> tuple[tuple[tuple[int, int, int, int], ...], ...]:
     """Per term, per fold of a WS column tile `cols` wide: (compressed rows, weight value bytes,
     metadata bytes, useful rows)."""
-    r, word = hw.pe_array.rows, hw.word_bytes
+    r, word = hw.rows, hw.word_bytes
     terms = []
     for i, p in enumerate(series.terms):
         depth, useful = p.depth(layer.k), useful_depth(p, layer.k)
@@ -248,9 +268,9 @@ def _ws_folds(layer: Layer, hw: HwConfig, series: Series, act_sparse: bool,
     return tuple(terms)
 
 
-def _generate_os(layer: Layer, hw: HwConfig, weights: Series, activations: Series, tiling: Tiling) -> Iterator[Instr]:
+def _generate_os(layer: Layer, hw: Target, weights: Series, activations: Series, tiling: Tiling) -> Iterator[Instr]:
     e = _Emitter()
-    r, c, word, psum = hw.pe_array.rows, hw.pe_array.cols, hw.word_bytes, hw.psum_bytes
+    r, c, word, psum = hw.rows, hw.cols, hw.word_bytes, hw.psum_bytes
     act_sparse = tiling.sparse_operand == "activations"
     series = activations if act_sparse else weights
     in_stride = tile_stride(r * layer.k * word)

@@ -10,8 +10,8 @@ import zlib
 
 import numpy as np
 
-from traces import tensors
-from traces.workloads import Layer
+from tasdsim.traces import tensors
+from tasdsim.traces.workloads import Layer
 
 SAMPLE_ROWS = 256
 SAMPLE_COLUMNS = 64

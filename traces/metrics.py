@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from traces.decompose import Decomposition
-from traces.errors import TasdsimError
+from tasdsim.traces.decompose import Decomposition
+from tasdsim.common import TasdsimError
 
 ERROR_METRICS = ("relative_error", "output_error")
 KEPT_METRICS = ("density", "compute_density", "kept_magnitude")

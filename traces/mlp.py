@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from traces.errors import TasdsimError
+from tasdsim.common import TasdsimError
 
 DEFAULT_HIDDEN = (256, 128)
 

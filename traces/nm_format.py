@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import ml_dtypes
 import numpy as np
 
-from traces.errors import TasdsimError
-from traces.patterns import Pattern, parse_pattern
+from tasdsim.common import TasdsimError
+from tasdsim.traces.patterns import Pattern, parse_pattern
 
 SUPPORTED_DTYPES = {  # the hardware's operand types, plus wider ones for reference tensors
     "int8": np.dtype(np.int8),

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from traces.decompose import decompose
-from traces.nm_format import from_rows
-from traces.patterns import Pattern, Series
+from tasdsim.traces.decompose import decompose
+from tasdsim.traces.nm_format import from_rows
+from tasdsim.traces.patterns import Pattern, Series
 
 
 def nm_mask(weight: np.ndarray, pattern: Pattern, axis: int | None = None) -> np.ndarray:

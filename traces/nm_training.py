@@ -26,11 +26,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from traces import mlp
-from traces.digits import Dataset
-from traces.errors import TasdsimError
-from traces.nm_masks import mask_size, masks_of, sad
-from traces.patterns import Pattern
+from tasdsim.traces import mlp
+from tasdsim.traces.digits import Dataset
+from tasdsim.common import TasdsimError
+from tasdsim.traces.nm_masks import mask_size, masks_of, sad
+from tasdsim.traces.patterns import Pattern
 
 METHODS = ("dense", "ste", "srste")
 DEFAULT_LAMBDA_W = 2e-4

@@ -10,7 +10,7 @@ import functools
 import math
 from dataclasses import dataclass
 
-from traces.errors import TasdsimError
+from tasdsim.common import TasdsimError
 
 
 MAX_M = 256  # in-group indices fit one byte
@@ -52,6 +52,12 @@ class Pattern:
 
 
 DENSE = Pattern(1, 1)
+
+
+def runs_on(pattern: Pattern, patterns: tuple[Pattern, ...]) -> bool:
+    """True when an array whose MAC lanes accept `patterns` runs a term of `pattern` natively:
+    dense (and any N:N pattern, which keeps every slot) always runs; a sparse pattern when listed."""
+    return pattern.n == pattern.m or pattern in patterns
 
 
 @functools.lru_cache(maxsize=1024)

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit, prange
 
-from traces.decompose import magnitude
-from traces.nm_format import check_tensor, to_rows
-from traces.patterns import Series
+from tasdsim.traces.decompose import magnitude
+from tasdsim.traces.nm_format import check_tensor, to_rows
+from tasdsim.traces.patterns import Series
 
 _CHUNK_ROWS = 256
 

@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from traces.decompose import decompose, normalize_axis
-from traces.errors import TasdsimError
-from traces.metrics import ERROR_METRICS, quality, relative_error_from_residual
-from traces.patterns import DENSE, Pattern, Series
-from traces.rank_profile import RankProfile
+from tasdsim.traces.decompose import decompose, normalize_axis
+from tasdsim.common import TasdsimError
+from tasdsim.traces.metrics import ERROR_METRICS, quality, relative_error_from_residual
+from tasdsim.traces.patterns import DENSE, Pattern, Series
+from tasdsim.traces.rank_profile import RankProfile
 
 QUALITY_METRICS = ("relative_error", "output_error", "kept_magnitude")
 _OPS = {">=": operator.ge, "<=": operator.le}

@@ -21,8 +21,8 @@ import numpy as np
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
-from traces.errors import TasdsimError
-from traces.patterns import Pattern
+from tasdsim.common import TasdsimError
+from tasdsim.traces.patterns import Pattern
 
 BFLOAT16 = np.dtype(ml_dtypes.bfloat16)
 

@@ -18,8 +18,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO
 
-from traces.errors import TasdsimError
-from traces.isa import BUFFERS, OPCODES, TEXT_FIELDS, Instr
+from tasdsim.common import TasdsimError
+from tasdsim.traces.isa import BUFFERS, OPCODES, TEXT_FIELDS, Instr
 
 MAGIC = "# tasdsim-trace"
 VERSION = 1

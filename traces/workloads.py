@@ -34,9 +34,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 
-from traces.bundled import bundled_files
-from traces.errors import TasdsimError
-from traces.yaml_io import read_yaml
+from tasdsim.common import bundled_files, read_preset, TasdsimError
 
 KINDS = ("conv", "linear", "matmul")
 
@@ -158,20 +156,7 @@ def load_workload(name_or_path: str, batch: int | None = None, seq_len: int | No
 
     `batch` and `seq_len` override the file's parameters of that name.
     """
-    path = Path(name_or_path)
-    if path.suffix in (".yaml", ".yml") or "/" in name_or_path:
-        if not path.is_file():
-            raise TasdsimError(f"{name_or_path}: no such workload file")
-        label = name_or_path
-    else:
-        bundled = bundled_files("workloads")
-        if name_or_path not in bundled:
-            raise TasdsimError(
-                f"unknown workload {name_or_path!r}; bundled: {', '.join(sorted(bundled))} "
-                "(or give the path of a .yaml file)"
-            )
-        path, label = bundled[name_or_path], f"{name_or_path}.yaml"
-    data = read_yaml(path, label)
+    data, label = read_preset("workloads", name_or_path, "workload")
     if not isinstance(data, dict):
         raise TasdsimError(f"{label}: expected a mapping with keys parameters and layers")
     _check_keys(data, *_TOP_KEYS, label, "")
@@ -190,7 +175,7 @@ def load_workload(name_or_path: str, batch: int | None = None, seq_len: int | No
     duplicates = sorted(name for name, count in counts.items() if count > 1)
     if duplicates:
         raise TasdsimError(f"{label}: layers: duplicate layer names {', '.join(duplicates)}")
-    return Workload(path.stem, tuple(layers))
+    return Workload(Path(name_or_path).stem, tuple(layers))
 
 
 def _fail(label: str, path: str, message: str) -> NoReturn:

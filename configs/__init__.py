@@ -1,0 +1,1 @@
+"""The bundled YAML data: hardware, DRAM, energy, workloads, sweeps, validation suites."""
