@@ -1,6 +1,7 @@
 """Running layers: choose each layer's series, generate its trace (or read one) and simulate it."""
 from __future__ import annotations
 
+import copy
 import multiprocessing
 import os
 import signal
@@ -102,6 +103,29 @@ def simulate_layer(layer: Layer, hw: HwConfig, series: LayerSeries, ideal_memory
 
 def simulate_layers(layers: list[Layer], hw: HwConfig, series: list[LayerSeries], ideal_memory: bool,
                     energy: EnergyTable | None = None, jobs: int = 1) -> list[LayerStats]:
+    """simulate_layer for every layer, results in layer order. Timing depends on a layer's lowered
+    GEMM (M, N, K, groups) and series only, never on its name or data, so layers that repeat one
+    (ResNet-50's layer3.1-5, BERT's blocks) are simulated once and their stats copied under their
+    own names: the output is the same as simulating each."""
+    first: dict[tuple, int] = {}  # (m, n, k, groups, series) -> index into `distinct`
+    distinct: list[int] = []
+    for i, (layer, s) in enumerate(zip(layers, series)):
+        key = (layer.m, layer.n, layer.k, layer.groups, s)
+        if key not in first:
+            first[key] = len(distinct)
+            distinct.append(i)
+    stats = _simulate_distinct([layers[i] for i in distinct], hw, [series[i] for i in distinct], ideal_memory,
+                               energy, jobs)
+    results = []
+    for layer, s in zip(layers, series):
+        own = copy.deepcopy(stats[first[(layer.m, layer.n, layer.k, layer.groups, s)]])
+        own.name = layer.name
+        results.append(own)
+    return results
+
+
+def _simulate_distinct(layers: list[Layer], hw: HwConfig, series: list[LayerSeries], ideal_memory: bool,
+                       energy: EnergyTable | None, jobs: int) -> list[LayerStats]:
     """simulate_layer for every layer, results in layer order. With jobs > 1 the layers are shared
     out, the most folds first, to that many forked worker processes (which run no Numba parallel
     kernels, so forking after TASDER's OpenMP threads is safe); every layer is an independent run,
