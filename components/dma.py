@@ -7,6 +7,7 @@ it leaves for a waiting PE array is "dram" or "sram" accordingly.
 from __future__ import annotations
 
 from collections.abc import Generator
+from dataclasses import dataclass, field
 from typing import Any
 
 import simpy
@@ -17,6 +18,17 @@ from tasdsim.components.units import Completions, Inbox
 from tasdsim.components.probe import Probe
 from tasdsim.common import TasdsimError
 from tasdsim.traces.isa import Instr
+
+
+@dataclass
+class DmaStats:
+    transfers: int = 0
+    busy_cycles: int = 0  # summed over the queues
+    dram_bytes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
+        ("weights", "metadata", "inputs", "psums_read", "outputs"), 0))  # by operand, metadata apart
+
+    def actions(self) -> dict[str, int]:
+        return {"transfers": self.transfers, "busy_cycles": self.busy_cycles}
 
 
 class DmaEngine:
@@ -31,14 +43,13 @@ class DmaEngine:
         self.dram = dram
         self.buffers = buffers
         self.completions = completions
-        self.busy_cycles = {name: 0 for name in inboxes}
-        self.transfers = 0
-        self.dram_bytes = {"weights": 0, "metadata": 0, "inputs": 0, "psums_read": 0, "outputs": 0}
+        self.stats = DmaStats()
         self.processes = [env.process(self._run(name, inbox)) for name, inbox in inboxes.items()]
 
     def _run(self, name: str, inbox: Inbox) -> Generator[simpy.Event, Any, None]:
         buffer, buffers, env, completions, dram = self.buffers[name], self.buffers, self.env, self.completions, self.dram
-        dram_bytes = self.dram_bytes
+        stats = self.stats
+        dram_bytes = stats.dram_bytes
         operand = "psums_read" if name == "outputs" else name
         while True:
             ins: Instr = inbox.pop()
@@ -50,9 +61,10 @@ class DmaEngine:
             if load:
                 nbytes = f["bytes"] + f["meta"]
                 try:
-                    buffer.fill(f["slot"], nbytes)
+                    buffer.reserve(f["slot"], nbytes)
                 except TasdsimError as err:
                     raise TasdsimError(f"{self.where}{ins.op} {ins.id}: {err}") from None
+                buffer.write(nbytes)
                 dram_bytes[operand] += f["bytes"]
                 dram_bytes["metadata"] += f["meta"]
             else:
@@ -65,8 +77,8 @@ class DmaEngine:
             finish = dram_done if dram_done >= sram_done else sram_done
             if finish > now:
                 yield env.timeout(finish - now)
-            self.busy_cycles[name] += finish - now
-            self.transfers += 1
+            stats.busy_cycles += finish - now
+            stats.transfers += 1
             if self.probe is not None:
                 label = f"{ins.op} {ins.id}"
                 self.probe.span("DMA", name, label, now, finish, {"bytes": nbytes, "addr": f["addr"]})

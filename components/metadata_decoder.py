@@ -22,6 +22,16 @@ class MetadataDecoderConfig:
     latency: int  # cycles from a weight tile's arrival to its decoded metadata
 
 
+@dataclass
+class MetadataDecoderStats:
+    folds: int = 0  # folds decoded
+    indices: int = 0  # N:M indices decoded (one per weight slot of a fold)
+    busy_cycles: int = 0
+
+    def actions(self) -> dict[str, int]:
+        return {"folds": self.folds, "indices": self.indices, "busy_cycles": self.busy_cycles}
+
+
 class MetadataDecoder:
     """The metadata decoder: `decode` gives the cycle a fold's metadata is ready."""
 
@@ -33,9 +43,7 @@ class MetadataDecoder:
         self.where = where
         self.probe = probe
         self.free_at = 0  # cycle the decoder finishes its last decode
-        self.folds = 0
-        self.indices = 0  # N:M indices decoded (one per weight slot of a fold)
-        self.busy_cycles = 0
+        self.stats = MetadataDecoderStats()
         self._supported: dict[str, Pattern] = {}  # pattern text -> pattern, once checked
 
     def check(self, ins: Instr) -> Pattern:
@@ -61,9 +69,10 @@ class MetadataDecoder:
         cycle its metadata is ready (decodes run in fold order)."""
         start = max(weights_ready, self.free_at)
         self.free_at = start + self.latency
-        self.busy_cycles += self.latency
-        self.folds += 1
-        self.indices += ins.fields["rows"] * ins.fields["cols"]
+        s = self.stats
+        s.busy_cycles += self.latency
+        s.folds += 1
+        s.indices += ins.fields["k_rows"] * ins.fields["cols"]
         if self.probe is not None:
             self.probe.span("metadata decoder", "decode", f"decode {ins.id} {ins.fields['pattern']}", start,
                                self.free_at)

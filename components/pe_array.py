@@ -1,10 +1,14 @@
 """N:M sparse PE array: R x C MAC PEs with systolic WS or OS timing, one event per fold.
 
-WS: a fold loads R reduction rows x C columns of stationary weights and streams t input rows:
-2R + C + t - 2 cycles (partial folds pay the full R and C; SCALE-Sim's formula). OS: a fold keeps
-R x C psums stationary; the first term of a fold pays 2R + C + t - 2 and each further term of the
-same fold streams right behind it (t cycles), since all terms accumulate into the same psums.
-An N:M term streams N * ceil(K/M) compressed rows instead of K (set by the trace).
+WS: a fold loads k_rows (<= R) reduction rows x C columns of stationary weights and streams m_rows
+input rows: 2R + C + m_rows - 2 cycles (partial folds pay the full R and C; SCALE-Sim's formula);
+its psums leave the array one row per cycle over its last m_rows cycles. OS: a fold keeps m_rows x
+C psums stationary and streams k_rows; the first term of a fold pays 2R + C + k_rows - 2 and each
+further term of the same fold streams right behind it (k_rows cycles), since all terms accumulate
+into the same psums. An N:M term streams N * ceil(K/M) compressed rows instead of K (set by the trace).
+
+A fold with acc=1 hands its psums to the accumulator through the `psum_port` as they leave, and
+ends no earlier than the accumulator has taken the last row (cause "accumulator").
 
 Buffer ports can stretch a fold: if reading its operands or writing its psums takes longer than
 the fold, the difference is an "sram" stall. Every cycle the array is not computing is attributed
@@ -49,6 +53,9 @@ class PeArrayStats:
     stall_cycles: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     end: int = 0  # cycle the last fold finished
 
+    def actions(self) -> dict[str, int]:
+        return {"macs": self.macs_issued, "folds": self.folds, "busy_cycles": self.compute_cycles}
+
 
 class PeArray:
     """The PE array unit, fed COMPUTE instructions in order."""
@@ -56,7 +63,7 @@ class PeArray:
     def __init__(self, env: simpy.Environment, config: PeArrayConfig, word_bytes: int, psum_bytes: int,
                  buffers: dict[str, SramBuffer], inbox: Inbox,
                  completions: Completions, decoder: MetadataDecoder, weight_load: dict[int, int],
-                 idle_cause: Callable[[], str],
+                 idle_cause: Callable[[], str], psum_port: Callable[[Instr, int], int],
                  probe: Probe | None = None) -> None:
         self.env = env
         self.probe = probe
@@ -67,6 +74,7 @@ class PeArray:
         self.decoder = decoder
         self.weight_load = weight_load
         self.idle_cause = idle_cause
+        self.psum_port = psum_port  # the accumulator: takes a fold's psums, returns when the last row is taken
         self.stats = PeArrayStats()
         self._os = config.dataflow == "os"
         self._fill_drain = 2 * config.rows + config.cols - 2  # 2R + C - 2
@@ -76,14 +84,15 @@ class PeArray:
     def fold_cycles(self, ins: Instr) -> int:
         """Cycles of one COMPUTE with no stall."""
         f = ins.fields
-        if self._os and f["term"] > 0:
-            return f["t"]
-        return self._fill_drain + f["t"]
+        if self._os:
+            return f["k_rows"] if f["term"] > 0 else self._fill_drain + f["k_rows"]
+        return self._fill_drain + f["m_rows"]
 
     def _port_cycles(self, ins: Instr) -> int:
-        """Cycles the buffers' ports need for this fold's operand reads and psum writes; counts them."""
+        """Cycles the buffers' ports need for this fold's operand reads and psum writes; counts the
+        bytes the array moves (the accumulator counts the psums it adds)."""
         f = ins.fields
-        key = (f["rows"], f["cols"], f["t"], f["term"] == 0)
+        key = (f["k_rows"], f["m_rows"], f["cols"], f["term"] == 0)
         traffic = self._port_traffic.get(key)
         if traffic is None:
             traffic = self._port_traffic[key] = self._traffic(*key)
@@ -91,18 +100,19 @@ class PeArray:
         b = self.buffers
         b["inputs"].read(inputs)
         b["weights"].read(weights)
-        b["outputs"].read(psum_reads)
-        b["outputs"].write(psum_writes)
+        if not f["acc"]:
+            b["outputs"].read(psum_reads)
+            b["outputs"].write(psum_writes)
         return port
 
-    def _traffic(self, rows: int, cols: int, t: int, first_term: bool) -> tuple[int, int, int, int, int]:
+    def _traffic(self, k_rows: int, m_rows: int, cols: int, first_term: bool) -> tuple[int, int, int, int, int]:
         """Bytes a fold reads (inputs, weights, psums), psum bytes it writes, and the port cycles."""
         word, psum = self.word_bytes, self.psum_bytes
+        inputs, weights = m_rows * k_rows * word, k_rows * cols * word
         if self._os:
-            inputs, weights, psum_reads = rows * t * word, t * cols * word, 0
-            psum_writes = rows * cols * psum if first_term else 0
+            psum_reads, psum_writes = 0, m_rows * cols * psum if first_term else 0
         else:
-            inputs, weights, psum_reads, psum_writes = t * rows * word, rows * cols * word, t * cols * psum, t * cols * psum
+            psum_reads = psum_writes = m_rows * cols * psum
         b = self.buffers
         port = max(b["inputs"].cycles(inputs), b["weights"].cycles(weights),
                    b["outputs"].cycles(psum_reads + psum_writes))
@@ -113,7 +123,7 @@ class PeArray:
         tl.span("PE array", "stalls", "waiting", idle_start, start, busy=False)
         f = ins.fields
         tl.span("PE array", "folds", f"fold {ins.id} term {f['term']} {f['pattern']}", start, start + cycles,
-                {"rows": f["rows"], "cols": f["cols"], "t": f["t"], "macs": f["macs"]})
+                {"k_rows": f["k_rows"], "m_rows": f["m_rows"], "cols": f["cols"], "macs": f["macs"]})
         tl.span("PE array", "stalls", "sram ports", start + cycles, start + port, busy=False)
 
     def _run(self, inbox: Inbox) -> Generator[simpy.Event, Any, None]:
@@ -135,16 +145,20 @@ class PeArray:
                 if ready > env.now:
                     stalls["metadata_decoder"] += ready - env.now
                     yield env.timeout(ready - env.now)
+            f = ins.fields
             cycles = self.fold_cycles(ins)
             port = self._port_cycles(ins)
+            buffers["outputs"].reserve(f["o"], f["m_rows"] * f["cols"] * self.psum_bytes)
             if self.probe is not None:
                 self._record(ins, idle_start, env.now, cycles, port)
-            if port > cycles:
-                stalls["sram"] += port - cycles
-                yield env.timeout(port)
-            else:
-                yield env.timeout(cycles)
-            f = ins.fields
+            span = port if port > cycles else cycles
+            stalls["sram"] += span - cycles
+            if f["acc"]:
+                taken = self.psum_port(ins, env.now + self._fill_drain) - env.now
+                if taken > span:
+                    stalls["accumulator"] += taken - span
+                    span = taken
+            yield env.timeout(span)
             s.compute_cycles += cycles
             s.folds += 1
             s.macs_issued += f["macs"]

@@ -24,6 +24,16 @@ class TasdUnitsConfig:
     count: int  # TASD units decomposing activation tiles on the fly; 0 = none
 
 
+@dataclass
+class TasdUnitsStats:
+    nm_groups: int = 0  # N:M groups decomposed
+    elements: int = 0  # elements scanned: M per group
+    busy_cycles: int = 0
+
+    def actions(self) -> dict[str, int]:
+        return {"groups": self.nm_groups, "elements": self.elements, "busy_cycles": self.busy_cycles}
+
+
 class TasdUnits:
     """`count` TASD units."""
 
@@ -33,9 +43,7 @@ class TasdUnits:
         self.probe = probe
         self.count = count
         self.completions = completions
-        self.groups = 0
-        self.elements = 0  # elements scanned: M per group
-        self.busy_cycles = 0
+        self.stats = TasdUnitsStats()
         self.process = env.process(self._run(inbox))
 
     def cycles(self, groups: int, m: int) -> int:
@@ -45,13 +53,13 @@ class TasdUnits:
         while True:
             ins: Instr = yield from take_ready(inbox, self.completions)
             m = parse_pattern(str(ins["pattern"])).m
-            cycles = self.cycles(ins["groups"], m)
+            cycles = self.cycles(ins["nm_groups"], m)
             start = self.env.now
             yield self.env.timeout(cycles)
-            self.busy_cycles += cycles
+            self.stats.busy_cycles += cycles
             if self.probe is not None:
                 self.probe.span("TASD units", "TASD", f"TASD {ins.id} term {ins['term']} {ins['pattern']}",
-                                   start, self.env.now, {"groups": ins["groups"]})
-            self.groups += ins["groups"]
-            self.elements += ins["groups"] * m
+                                   start, self.env.now, {"nm_groups": ins["nm_groups"]})
+            self.stats.nm_groups += ins["nm_groups"]
+            self.stats.elements += ins["nm_groups"] * m
             self.completions.done(ins, "tasd_units")

@@ -248,9 +248,9 @@ class _Hw:
     def tasd(self, groups: int, p: Pattern) -> int:
         return _cdiv(groups, self.units) * p.m
 
-    def acc(self, words: int) -> int:
-        a = self.hw.accumulator
-        return a.latency + _cdiv(words, a.width)
+    def take(self, m_rows: int, cols: int) -> int:
+        """Cycles the accumulator takes a fold's m_rows x cols psums, arriving one row per cycle."""
+        return max(m_rows, _cdiv(m_rows * cols, self.hw.accumulator.width))
 
 
 # ----------------------------------------------------------------------------- the model
@@ -284,10 +284,10 @@ def model_layer(layer: Layer, hw: HwConfig, series: LayerSeries, ideal_memory: b
 
     compute = counts["compute"]
     busy = {key: sum(cnt * getattr(b, key) for b, cnt in kinds) for key in ("array", "stream", "tasd", "acc")}
-    accumulator_stage = fill + group[0].seq[0].cycles + busy["acc"] + group[-1].out if multi else 0
-    total = max(done, accumulator_stage)
-    stalls["accumulator"] += total - done
-    stalls["sram"] += busy["array"] - compute
+    total = done
+    acc_stall = sum(cnt * b.acc_stall for b, cnt in kinds)
+    stalls["accumulator"] += acc_stall
+    stalls["sram"] += busy["array"] - compute - acc_stall
     stalls["dram"] = total - compute - sum(v for key, v in stalls.items() if key != "dram")
 
     actions = counts["actions"]  # the units' busy cycles: each unit's service times summed
@@ -336,9 +336,9 @@ def _counts(layer: Layer, h: _Hw, terms: tuple[Pattern, ...], act: bool, tiling:
         folds = blocks * per_block
         decoder_folds = blocks * sum(_cdiv(d, r) for d, s in zip(depths, sparse) if s)
         indices = g * tiling.row_blocks * n * sum(d for d, s in zip(depths, sparse) if s)  # rows x cols per fold
-        acc_adds = g * m * n * len(terms) if multi else 0
-        psums = g * m * n * psum * per_block  # every fold reads and writes its psums
-        out_sram = {"read": psums + 2 * acc_adds * psum + traffic["outputs"], "write": psums + acc_adds * psum}
+        acc_adds = g * m * n * per_block if multi else 0  # the accumulator adds every fold's psums
+        psums = g * m * n * psum * per_block  # every fold reads and writes its psums (array or accumulator)
+        out_sram = {"read": psums + traffic["outputs"], "write": psums}
         read_bursts = g * tiling.col_tiles * sum(nt * h.dram.bursts(t * k * word) for t, nt in rows)
         read_bursts += g * tiling.row_blocks * sum(nc * tile[2] * h.dram.bursts(tile[1]) for p in terms
                                                    for cols, nc in col_classes
@@ -352,7 +352,7 @@ def _counts(layer: Layer, h: _Hw, terms: tuple[Pattern, ...], act: bool, tiling:
         compute = tiles * (2 * r + h.c + sum(depths) - 2)
         folds = tiles * len(terms)
         decoder_folds = tiles * sum(sparse)
-        indices = g * m * n * sum(sparse)  # an OS fold decodes rows of M x cols
+        indices = g * tiling.row_blocks * n * sum(d for d, s in zip(depths, sparse) if s)  # K x cols per fold
         acc_adds = 0
         out_sram = {"read": traffic["outputs"], "write": g * m * n * psum}  # psums written once, by term 0
         read_bursts = g * tiling.col_tiles * sum(nr * h.dram.bursts(rb * k * word) for rb, nr in rows)
@@ -450,8 +450,8 @@ class _Block:
     tasd: int  # all its TASDs
     tasd_first: int
     tasd_terms: tuple[int, ...]
-    acc: int  # all its ACCs
-    acc_last: int  # one ACC (every term's is the same size)
+    acc: int  # the accumulator's busy cycles: taking every fold's psums, then draining
+    acc_stall: int  # cycles its folds wait for the accumulator to take their psums
     last_fold: int
     term_of: tuple[int, int, int]  # the term of folds 0, 1, 2 (-1: the next block's)
     dataflow: str
@@ -469,8 +469,8 @@ class _Block:
         raise IndexError(j)
 
 
-def _make_block(folds: list[_Fold], h: _Hw, in_bytes: int, out_bytes: int, tasd: list[int], acc: list[int],
-                per_term: list[int], decodes: list[int] | None = None) -> _Block:
+def _make_block(folds: list[_Fold], h: _Hw, in_bytes: int, out_bytes: int, tasd: list[int], acc: int,
+                acc_stall: int, per_term: list[int], decodes: list[int] | None = None) -> _Block:
     """A block's closed-form times from its folds in order (a fold kind with its count). The metadata
     decoder decodes fold by fold, one at a time (`decodes`: per term, when a fold holds all terms)."""
     seq: list[_Fold] = []
@@ -488,7 +488,7 @@ def _make_block(folds: list[_Fold], h: _Hw, in_bytes: int, out_bytes: int, tasd:
                   rest=stream - sum(max(f.cycles, f.load, f.decode) for f in seq[:2]) if total > 2 else 0,
                   stream=dram + h.dram.stream(in_bytes) + h.dram.stream(out_bytes),
                   in_bytes=in_bytes, out_bytes=out_bytes, out=h.load(out_bytes, h.buf.outputs),
-                  tasd=sum(tasd), tasd_first=tasd[0], tasd_terms=tuple(tasd), acc=sum(acc), acc_last=acc[-1],
+                  tasd=sum(tasd), tasd_first=tasd[0], tasd_terms=tuple(tasd), acc=acc, acc_stall=acc_stall,
                   last_fold=folds[-1].cycles, term_of=tuple(term_of),
                   dataflow=h.hw.pe_array.dataflow, per_term=tuple(per_term), decodes=tuple(decodes or ()),
                   kinds=tuple(folds),
@@ -502,16 +502,22 @@ def _ws_blocks(layer: Layer, h: _Hw, terms: tuple[Pattern, ...], act: bool,
 
     def block(t: int, cols: int) -> _Block:
         folds = []
+        multi = len(terms) > 1
+        take = h.take(t, cols) if multi else 0  # the accumulator takes a fold's psums as they leave
+        acc_stall = 0
         for i, p in enumerate(terms):
             for rows, nbytes, nf in _weight_tiles(layer, h, p, act, cols):
                 ports = max(h.port(t * rows * word, buf.inputs), h.port(rows * cols * word, buf.weights),
                             h.port(2 * t * cols * psum, buf.outputs))  # psums read and written
-                folds.append(_Fold(max(h.fold(t), ports), h.load(nbytes, buf.weights),
+                span = max(h.fold(t), ports)
+                acc_stall += nf * max(0, h.fold(0) + take - span)
+                folds.append(_Fold(max(span, h.fold(0) + take), h.load(nbytes, buf.weights),
                                    h.dec if p.metadata_bits else 0, nbytes, nf, i))
         tasd = [h.tasd(t * p.groups(k), p) if act else 0 for p in terms]
-        acc = [h.acc(t * cols) if len(terms) > 1 else 0 for _ in terms]
+        n_folds = sum(f.count for f in folds)
+        acc = n_folds * take + h.hw.accumulator.latency if multi else 0
         per_term = [sum(f.cycles * f.count for f in folds if f.term == i) for i in range(len(terms))]
-        return _make_block(folds, h, t * k * word, t * cols * psum, tasd, acc, per_term)
+        return _make_block(folds, h, t * k * word, t * cols * psum, tasd, acc, acc_stall, per_term)
 
     rows, cols = classes(layer.m, tiling.block_rows), classes(layer.n, h.c)
     info = {(t, c): block(t, c) for t, _ in rows for c, _ in cols}
@@ -537,7 +543,7 @@ def _os_blocks(layer: Layer, h: _Hw, terms: tuple[Pattern, ...], act: bool,
         decodes = [h.dec if p.metadata_bits else 0 for p in terms]  # one decode per term's fold
         fold = _Fold(sum(per_term), h.load(nbytes, buf.weights), decodes[0], nbytes, 1, 0)
         tasd = [h.tasd(rows * p.groups(k), p) if act else 0 for p in terms]
-        return _make_block([fold], h, rows * k * word, rows * cols * psum, tasd, [0], per_term, decodes)
+        return _make_block([fold], h, rows * k * word, rows * cols * psum, tasd, 0, 0, per_term, decodes)
 
     rows, cols = classes(layer.m, h.r), classes(layer.n, h.c)
     info = {(r, c): tile(r, c) for r, _ in rows for c, _ in cols}
@@ -600,7 +606,7 @@ def _start(h: _Hw, b: _Block, stalls: dict[str, int]) -> dict[str, Any]:
     s = _charge(0, source + weights if b.dataflow == "ws" else weights + source, stalls)
     return {"s": s, "e": 0, "dram": None, "tu": ends["in0"] + b.tasd, "in0": ends["in0"], "w0": ends["w0"],
             "q_in": 0, "q_out": 0, "q_w": 0, "store": 0, "store_cause": "dram", "t0": t0,
-            "acc_n1": 0, "acc_n2": 0, "acc_free": 0, "dec0": ends["w0"] + w0.decode if w0.decode else 0}
+            "acc_n1": 0, "dec0": ends["w0"] + w0.decode if w0.decode else 0}
 
 
 def _step(h: _Hw, prev: _Block | None, b: _Block, nxt: _Block | None, state: dict[str, Any], multi: bool,
@@ -647,14 +653,11 @@ def _step(h: _Hw, prev: _Block | None, b: _Block, nxt: _Block | None, state: dic
             return decoded
         return loaded
 
-    def fold_deps(j: int, tag: str, fold: _Fold, first_end: int) -> list[tuple[int, str]]:
-        """What fold j of this block waits for, in issue order: the ACC two terms back and the
-        TASD of its term if it starts one, its weights, their decode."""
+    def fold_deps(j: int, tag: str, fold: _Fold) -> list[tuple[int, str]]:
+        """What fold j of this block waits for, in issue order: the TASD of its term if it starts
+        one, its weights, their decode."""
         deps = []
         term = b.term_of[j]
-        if multi and term >= 1 and term != b.term_of[j - 1]:
-            ready = state["acc_n1"] if term == 1 else max(first_end, state["acc_free"]) + b.acc_last
-            deps.append((ready, "accumulator"))
         if act and term >= 1 and term != b.term_of[j - 1]:  # its term decomposed
             deps.append((state["t0"] + sum(b.tasd_terms[1:term + 1]), "tasd_units"))
         return deps + [(ends[tag], cause[tag]), (decode(ends[tag], fold), "metadata_decoder")]
@@ -666,13 +669,13 @@ def _step(h: _Hw, prev: _Block | None, b: _Block, nxt: _Block | None, state: dic
         if w1 is not None:
             next_weights = [(ends["w1"], cause["w1"]), (decode(ends["w1"], w1), "metadata_decoder")]
     else:
-        s1 = _charge(s + f0.cycles, fold_deps(1, "w1", f1, s + f0.cycles), stalls)
+        s1 = _charge(s + f0.cycles, fold_deps(1, "w1", f1), stalls)
         if folds == 2:
             e = s1 + f1.cycles
             if w2 is not None:
                 next_weights = [(ends["w2"], cause["w2"]), (decode(ends["w2"], w2), "metadata_decoder")]
         else:
-            s2 = _charge(s1 + f1.cycles, fold_deps(2, "w2", f2, s + f0.cycles), stalls)
+            s2 = _charge(s1 + f1.cycles, fold_deps(2, "w2", f2), stalls)
             e = s2 + b.rest + _late_store(h, b, state, items, ends, s2, folds, stalls)
             if nxt is not None:  # its first weights were in before the last fold; decoded after it
                 decoded = max(decoded, e - b.last_fold)
@@ -681,19 +684,14 @@ def _step(h: _Hw, prev: _Block | None, b: _Block, nxt: _Block | None, state: dic
     # the first's), an OS tile's for its decode, and a term for the ACC two terms back (its staging
     # slot): the previous block's last ACC for the second term, this block's ACCs for later ones.
     waits = {cause: 0 for cause in STALL_CAUSES}
-    now, acc_free, acc_ends = s, state["acc_free"], []
+    now = s
     for i, cycles in enumerate(b.per_term):
         deps = []
-        if multi and i >= 1:
-            deps.append((state["acc_n1"] if i == 1 else acc_ends[i - 2], "accumulator"))
         if act and i >= 1:
             deps.append((state["t0"] + sum(b.tasd_terms[1:i + 1]), "tasd_units"))
         if b.decodes and i >= 1:
             deps.append((s + sum(b.decodes[1:i + 1]), "metadata_decoder"))
         now = _charge(now, deps, waits) + cycles
-        if multi:
-            acc_free = max(now, acc_free) + b.acc_last
-            acc_ends.append(acc_free)
     if now > e:  # the terms' own waits outlast the weight stream's
         excess = now - e
         for why, cycles in waits.items():
@@ -703,10 +701,8 @@ def _step(h: _Hw, prev: _Block | None, b: _Block, nxt: _Block | None, state: dic
         e = now
     state["e"], state["dram"] = e, state.pop("dram_next")
     state["q_w"] = max(ends.get("w1", 0), ends.get("w2", 0), e - b.last_fold if folds > 2 else 0)
-    if multi:  # this block's last two ACCs, after its last two terms (the last one ends at e)
-        shift = e - now
-        state["acc_n2"] = acc_ends[-2] + shift
-        state["acc_n1"] = state["acc_free"] = max(e, state["acc_n2"]) + b.acc_last
+    if multi:  # the ACC drains the accumulator after the block's last fold
+        state["acc_n1"] = e + h.hw.accumulator.latency
     if prev is not None:
         state["store"] = state["q_out"] = ends["out"]
         state["store_cause"] = cause["out"]
@@ -719,8 +715,6 @@ def _step(h: _Hw, prev: _Block | None, b: _Block, nxt: _Block | None, state: dic
     # The next block's first fold: its output slot (the store before), the ACC two terms back,
     # its input tile (or its first TASD), its weights.
     deps = [(state["store"], state["store_cause"])]
-    if multi:
-        deps.append((state["acc_n2"], "accumulator"))
     if act:
         source = [(tasd_start + nxt.tasd_first, "tasd_units")]
     else:
@@ -765,7 +759,7 @@ def _charge(ready: int, deps: list[tuple[int, str]], stalls: dict[str, int]) -> 
 
 def _shift(h: _Hw, state: dict[str, Any], delta: int) -> None:
     """Move every absolute time of the recurrence later by delta cycles."""
-    for key in ("s", "e", "tu", "t0", "store", "q_in", "q_out", "q_w", "acc_n1", "acc_n2", "acc_free", "dec0"):
+    for key in ("s", "e", "tu", "t0", "store", "q_in", "q_out", "q_w", "acc_n1", "dec0"):
         state[key] += delta
     if state["dram"] is not None:
         state["dram"] = h.dram.shifted(state["dram"], delta)

@@ -2,7 +2,7 @@
 
 The dispatcher streams instructions into the units' inboxes (bounded FIFOs, so a huge
 layer never sits in memory whole): LOAD/STORE to the DMA queue of their buffer, TASD to the TASD
-units, COMPUTE to the PE array (which asks the metadata decoder), ACC to the accumulation path. Units run
+units, COMPUTE to the PE array (which asks the metadata decoder), ACC to the accumulator. Units run
 each inbox in order and synchronise only through the dependencies the trace names. The dispatcher
 takes no time: it fills the inboxes at cycle 0 and, whenever an instruction finds its inbox full,
 stops until that inbox's unit takes an item and calls it back (no SimPy event per refill).
@@ -25,25 +25,27 @@ from tasdsim.simulator.config import HwConfig
 from tasdsim.simulator.stats import LayerStats, collect
 from tasdsim.simulator.timeline import Timeline
 from tasdsim.common import TasdsimError
+from tasdsim.traces.generate import BufferPlan
 from tasdsim.traces.isa import BUFFERS, Instr
 
 ROUTES = {"TASD": "tasd", "COMPUTE": "array", "ACC": "acc"}
 QUEUE_DEPTH = 256  # instructions buffered per unit inbox
 BLOCKED_CAUSE = {"weights": "dram", "inputs": "dram", "outputs": "dram", "tasd": "tasd_units", "array": "dram",
                  "acc": "accumulator"}  # what the array reports while the dispatcher is held by a full inbox
-SLOTS = {"weights": 2, "inputs": 2, "outputs": 4}  # double buffering; outputs 2-3 stage TASD psums
 
 
 class Accelerator:
     """One accelerator instance for one layer run."""
 
-    def __init__(self, hw: HwConfig, ideal_memory: bool, where: str = "", timeline: Timeline | None = None) -> None:
+    def __init__(self, hw: HwConfig, buffers: BufferPlan, ideal_memory: bool, where: str = "",
+                 timeline: Timeline | None = None) -> None:
         self.hw = hw
         self.where = where
         self.env = env = simpy.Environment()
         timing = load_dram_preset(hw.dram.preset).with_channels(hw.dram.channels)
         self.dram = Dram(env, timing, hw.clock_ghz, ideal=ideal_memory)
-        self.buffers = {name: SramBuffer(name, getattr(hw.buffers, name), SLOTS[name], ideal_memory, timeline)
+        self.buffers = {name: SramBuffer(name, getattr(hw.buffers, name), buffers.of(name).slots,
+                                         buffers.of(name).slot_bytes, ideal_memory, timeline)
                         for name in BUFFERS}
         self.completions = Completions(env)
         self.inboxes = {name: Inbox(env, QUEUE_DEPTH)
@@ -56,16 +58,17 @@ class Accelerator:
         self.dma = DmaEngine(env, self.dram, self.buffers, {b: self.inboxes[b] for b in BUFFERS}, self.completions,
                              where, timeline)
         self.decoder = MetadataDecoder(hw.metadata_decoder, hw.pe_array.patterns, hw.name, where, timeline)
-        self.array = PeArray(env, hw.pe_array, hw.word_bytes, hw.psum_bytes, self.buffers, self.inboxes["array"], self.completions, self.decoder,
-                             self.weight_load, lambda: self.blocked_on, timeline)
         self.accumulator = Accumulator(env, hw.accumulator, self.buffers["outputs"], hw.psum_bytes,
                                        self.inboxes["acc"], self.completions, timeline)
+        self.array = PeArray(env, hw.pe_array, hw.word_bytes, hw.psum_bytes, self.buffers, self.inboxes["array"],
+                             self.completions, self.decoder, self.weight_load, lambda: self.blocked_on,
+                             self.accumulator.take, timeline)
         self.tasd_units = TasdUnits(env, hw.tasd_units.count, self.inboxes["tasd"], self.completions, timeline)
         if timeline is not None:
             timeline.start_layer(env, hw.clock_ghz)
 
     UNIT_NAMES = {"weights": "DMA weights queue", "inputs": "DMA inputs queue", "outputs": "DMA outputs queue",
-                  "tasd": "TASD units", "array": "PE array", "acc": "accumulation path"}
+                  "tasd": "TASD units", "array": "PE array", "acc": "accumulator"}
 
     def _route(self, ins: Instr) -> str:
         """The inbox an instruction goes to: its buffer's DMA queue, or its unit."""
@@ -123,9 +126,9 @@ class Accelerator:
         if ins.op in ("ACC", "TASD"):
             named.append(("outputs" if ins.op == "ACC" else "inputs", ins["slot"]))
         for buf, slot in named:
-            if int(slot) >= SLOTS[buf]:
-                raise TasdsimError(f"{self.where}{ins.op} {ins.id}: {buf} buffer has slots 0..{SLOTS[buf] - 1}, "
-                                   f"not {slot}")
+            slots = self.buffers[buf].slots
+            if int(slot) >= slots:
+                raise TasdsimError(f"{self.where}{ins.op} {ins.id}: {buf} buffer has slots 0..{slots - 1}, not {slot}")
 
     def run(self, instrs: Iterable[Instr], name: str, where: str) -> LayerStats:
         """Run the instructions to completion and collect the layer's statistics."""

@@ -16,7 +16,7 @@ from tasdsim.simulator.stats import LayerStats
 from tasdsim.simulator.timeline import Timeline
 from tasdsim.traces import layer_tensors
 from tasdsim.common import TasdsimError
-from tasdsim.traces.generate import Tiling, generate, plan
+from tasdsim.traces.generate import BufferPlan, Tiling, generate, plan
 from tasdsim.traces.patterns import DENSE, Series, parse_series
 from tasdsim.traces.search import Constraint, candidate_series, choose
 from tasdsim.traces.decompose import normalize_axis
@@ -93,7 +93,7 @@ def simulate_layer(layer: Layer, hw: HwConfig, series: LayerSeries, ideal_memory
     """Generate the layer's trace and run it, streamed; energy from `energy` (default 45 nm);
     events into `timeline` when given."""
     tiling = plan(layer, hw.target(), series.weights, series.activations, unbounded=ideal_memory)
-    acc = Accelerator(hw, ideal_memory, timeline=timeline)
+    acc = Accelerator(hw, tiling.buffers, ideal_memory, timeline=timeline)
     stats = acc.run(generate(layer, hw.target(), series.weights, series.activations, tiling), layer.name, "")
     if timeline is not None:
         timeline.end_layer(layer.name, stats.cycles)
@@ -198,13 +198,23 @@ def layer_from_header(header: dict, path: str) -> Layer:
         raise TasdsimError(f"{path}: header layer: {err}") from None
 
 
+def buffer_plan_from_header(tiling: dict, path: str) -> BufferPlan:
+    """The buffer plan a trace header's tiling carries."""
+    try:
+        return BufferPlan.from_dict(tiling["buffers"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise TasdsimError(f"{path}: header tiling: buffers must give slots and slot_bytes of weights, inputs "
+                           f"and outputs ({err!r})") from None
+
+
 def simulate_trace(path: str, ideal_memory: bool, overrides: HwConfig | None = None,
                    energy: EnergyTable | None = None, timeline: Timeline | None = None) -> tuple[HwConfig, LayerStats]:
     """Replay a .trace file on the hardware its header names (or `overrides`)."""
     with TraceReader(path) as reader:
         hw = overrides or hw_from_dict(reader.header.hardware, f"{path}: header hardware")
         layer = layer_from_header(reader.header.layer, path)
-        acc = Accelerator(hw, ideal_memory, where=f"{path}: ", timeline=timeline)
+        acc = Accelerator(hw, buffer_plan_from_header(reader.header.tiling, path), ideal_memory, where=f"{path}: ",
+                          timeline=timeline)
         stats = acc.run(reader.instructions(), layer.name, f"{path}: ")
         if timeline is not None:
             timeline.end_layer(layer.name, stats.cycles)

@@ -26,6 +26,7 @@ class LayerStats:
     sram_bytes: dict[str, dict[str, int]]  # per buffer: read, write
     dram_rows: dict[str, int]  # hits, misses, conflicts
     actions: dict[str, dict[str, int]]  # per unit, for the energy model
+    buffers: dict[str, dict[str, int]] = field(default_factory=dict)  # per buffer: size, slots, peak bytes
     series: dict[str, str] = field(default_factory=dict)
     tiling: dict[str, Any] = field(default_factory=dict)
     energy_pj: dict[str, float] = field(default_factory=dict)  # per unit and total (simulator.energy)
@@ -56,22 +57,21 @@ def collect(name: str, acc: Accelerator) -> LayerStats:
         macs_issued=a.macs_issued,
         macs_useful=a.macs_useful,
         folds=a.folds,
-        dram_bytes={"read": d.read_bytes, "write": d.write_bytes, **acc.dma.dram_bytes},
+        dram_bytes={"read": d.read_bytes, "write": d.write_bytes, **acc.dma.stats.dram_bytes},
         sram_bytes={n: {"read": b.stats.read_bytes, "write": b.stats.write_bytes} for n, b in acc.buffers.items()},
         dram_rows={"hits": d.row_hits, "misses": d.row_misses, "conflicts": d.row_conflicts},
         actions={
             "dram": {"read_bursts": d.reads, "write_bursts": d.writes, "activates": d.activates,
                      "precharges": d.precharges, "busy_cycles": d.busy_cycles},
-            "dma": {"transfers": acc.dma.transfers, "busy_cycles": sum(acc.dma.busy_cycles.values())},
-            "pe_array": {"macs": a.macs_issued, "folds": a.folds, "busy_cycles": a.compute_cycles},
-            "metadata_decoder": {"folds": acc.decoder.folds, "indices": acc.decoder.indices,
-                                 "busy_cycles": acc.decoder.busy_cycles},
-            "accumulator": {"adds": acc.accumulator.adds, "busy_cycles": acc.accumulator.busy_cycles},
-            "tasd_units": {"groups": acc.tasd_units.groups, "elements": acc.tasd_units.elements,
-                           "busy_cycles": acc.tasd_units.busy_cycles},
-            **{f"sram_{n}": {"read_bytes": b.stats.read_bytes, "write_bytes": b.stats.write_bytes}
-               for n, b in acc.buffers.items()},
+            "dma": acc.dma.stats.actions(),
+            "pe_array": a.actions(),
+            "metadata_decoder": acc.decoder.stats.actions(),
+            "accumulator": acc.accumulator.stats.actions(),
+            "tasd_units": acc.tasd_units.stats.actions(),
+            **{f"sram_{n}": b.stats.actions() for n, b in acc.buffers.items()},
         },
+        buffers={n: {"size_bytes": b.config.size_bytes, "slots": b.slots, "slot_bytes": b.slot_bytes,
+                     "peak_bytes": b.stats.peak_bytes} for n, b in acc.buffers.items()},
     )
 
 
@@ -91,6 +91,11 @@ def total(layers: list[LayerStats], pes: int, clock_ghz: float) -> dict[str, Any
     for s in layers:
         for unit, value in s.energy_pj.items():
             energy[unit] = energy.get(unit, 0.0) + value
+    buffers: dict[str, dict[str, int]] = {}
+    for s in layers:
+        for name, b in s.buffers.items():
+            peak = buffers.setdefault(name, {"size_bytes": b["size_bytes"], "peak_bytes": 0})
+            peak["peak_bytes"] = max(peak["peak_bytes"], b["peak_bytes"])
     return {
         "cycles": cycles,
         "compute_cycles": sum(s.compute_cycles for s in layers),
@@ -99,6 +104,7 @@ def total(layers: list[LayerStats], pes: int, clock_ghz: float) -> dict[str, Any
         "macs_issued": sum(s.macs_issued for s in layers),
         "macs_useful": useful,
         "dram_bytes": dram,
+        "buffers": buffers,
         "energy_pj": energy,
         "edp": energy.get("total", 0.0) * cycles / clock_ghz,
     }

@@ -18,7 +18,7 @@ from typing import Any
 import simpy
 
 UNITS = ("layers", "DRAM", "DMA", "buffer weights", "buffer inputs", "buffer outputs", "PE array",
-         "metadata decoder", "accumulation path", "TASD units")
+         "metadata decoder", "accumulator", "TASD units")
 BANDWIDTH_WINDOW = 1000  # cycles per DRAM bandwidth counter sample
 
 

@@ -111,24 +111,35 @@ def test_series_ws_compute_is_sum_of_terms(shape, rows, cols):
     st = run(shape, hw_with("vegeta-m4", rows, cols), "2:4+1:4")
     expected = sum(ws_cycles(m, n, nm_depth(pn, 4, k), rows, cols) for pn in (2, 1))
     assert st.compute_cycles == expected
-    # only the TASD accumulation path of the last ACC may add a tail
-    acc_lat, acc_width = 1, 32  # vegeta-m4 accumulator
-    n_last = n - (cdiv(n, cols) - 1) * cols
+    # the accumulator takes the psums as they leave the array (32 >= cols words per cycle): only
+    # its 1-cycle latency adds a tail, once
     tail = st.cycles - st.compute_cycles
-    assert 0 <= tail <= acc_lat + cdiv(m * min(cols, n_last), acc_width)
+    assert tail == 1
     assert sum(st.stall_cycles.values()) == tail
 
 
 @pytest.mark.parametrize("shape", SHAPES)
-def test_series_ws_tail_is_accumulator(shape):
-    """With ideal memory the only possible wait after the last fold is the last ACC of the output tile:
-    latency + ceil(words / width) with words = M * (columns of the last column tile)."""
-    m, n, k = dims(shape)
+def test_series_ws_tail_is_accumulator_latency(shape):
+    """With ideal memory and an accumulator as wide as the array, a series costs the sum of its
+    terms' folds plus the accumulator's latency once, after the last fold."""
     st = run(shape, load_hw("vegeta-m4", NO_DECODER), "2:4+1:4")
-    n_last = n - (cdiv(n, 32) - 1) * 32
-    tail = 1 + cdiv(m * n_last, 32)
-    assert st.cycles - st.compute_cycles == tail
-    assert sum(st.stall_cycles.values()) == tail
+    assert st.cycles - st.compute_cycles == 1
+    assert st.stall_cycles["accumulator"] == 1
+
+
+@pytest.mark.parametrize("latency", [0, 1, 7])
+@pytest.mark.parametrize("width", [8, 32, 64])
+def test_series_ws_narrow_accumulator_stalls_every_fold(width, latency):
+    """An accumulator narrower than the array's C = 32 words per cycle stretches each fold's
+    m_rows streamed rows to ceil(m_rows * cols / width); the latency shows once."""
+    m, n, k = 100, 31, 200
+    st = run(f"{m}x{n}x{k}", load_hw("vegeta-m4", NO_DECODER + [f"accumulator.width={width}",
+                                                              f"accumulator.latency={latency}"]), "2:4+1:4")
+    folds = 4 + 2  # 2:4: depth 100 -> 4 folds of 32 rows; 1:4: depth 50 -> 2 folds
+    assert st.compute_cycles == folds * (64 + 32 + m - 2)
+    stretch = max(0, cdiv(m * n, width) - m)
+    assert st.stall_cycles["accumulator"] == folds * stretch + latency
+    assert st.cycles == st.compute_cycles + folds * stretch + latency
 
 
 def test_series_ws_tail_hand_derived():
@@ -136,10 +147,9 @@ def test_series_ws_tail_hand_derived():
     # one column tile of 31 columns; each fold streams M = 100 rows: 64 + 32 + 100 - 2 = 194 cycles.
     st = run("100x31x200", load_hw("vegeta-m4", NO_DECODER), "2:4+1:4")
     assert st.compute_cycles == (4 + 2) * 194 == 1164
-    # last ACC: 100 x 31 psums at 32 per cycle plus 1 cycle latency = 1 + 97
-    assert st.cycles == 1164 + 98
-    # ideal memory: the wait after the last fold is the accumulation path's, not DRAM's
-    assert st.stall_cycles["accumulator"] == 98, st.stall_cycles
+    # the accumulator takes 31 psums a cycle as they leave the array (32 wide), then its 1-cycle latency
+    assert st.cycles == 1164 + 1
+    assert st.stall_cycles["accumulator"] == 1, st.stall_cycles
 
 
 @pytest.mark.parametrize("rows,cols", [(32, 32), (8, 8), (16, 4)])
@@ -399,11 +409,13 @@ def test_no_progress_is_an_error_naming_the_waiting_units():
     from tasdsim.simulator.engine import Accelerator
     from tasdsim.traces.isa import Instr
 
+    from tasdsim.traces.generate import BufferPlan, Slots
+
     hw = load_hw("vegeta-m4")
-    acc = Accelerator(hw, ideal_memory=True)
+    acc = Accelerator(hw, BufferPlan(Slots(2, 64), Slots(2, 64), Slots(2, 64)), ideal_memory=True)
     acc.inboxes["acc"] = Inbox(acc.env, 4)  # nobody reads this inbox
     instrs = [Instr(0, "LOAD", {"buf": "inputs", "slot": 0, "bytes": 64, "meta": 0, "addr": 0}),
-              Instr(1, "ACC", {"slot": 2, "words": 8}, (0,)),
+              Instr(1, "ACC", {"slot": 0}, (0,)),
               Instr(2, "STORE", {"buf": "outputs", "slot": 0, "bytes": 32, "addr": 0}, (1,))]
-    with pytest.raises(TasdsimError, match=r"stopped making progress.*ACC 1 in the accumulation path.*STORE 2"):
+    with pytest.raises(TasdsimError, match=r"stopped making progress.*ACC 1 in the accumulator.*STORE 2"):
         acc.run(iter(instrs), "stuck", "")

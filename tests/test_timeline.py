@@ -65,7 +65,7 @@ def test_every_working_unit_has_events_and_busy_time_matches_counters(recorded):
     assert pids_with_work == set(range(1, len(UNITS) + 1)) - {UNITS.index(f"buffer {b}") + 1
                                                                for b in ("weights", "inputs", "outputs")}
     counters = {"PE array": "pe_array", "DMA": "dma", "metadata decoder": "metadata_decoder",
-                "accumulation path": "accumulator", "TASD units": "tasd_units"}
+                "accumulator": "accumulator", "TASD units": "tasd_units"}
     for unit, key in counters.items():
         assert tl.busy[unit] == sum(s.actions[key]["busy_cycles"] for s in stats) > 0, unit
     assert tl.busy["layers"] == sum(s.cycles for s in stats)

@@ -44,7 +44,7 @@ def rewrite(path) -> bytes:
 def test_vegeta_trace_header_and_roundtrip(vegeta_trace):
     data = vegeta_trace.read_bytes()
     lines = data.decode().splitlines()
-    assert lines[0] == "# tasdsim-trace 1"
+    assert lines[0] == "# tasdsim-trace 2"
     assert [l.split(":")[0] for l in lines[1:5]] == ["# hardware", "# layer", "# series", "# tiling"]
     assert rewrite(vegeta_trace) == data
     with TraceReader(str(vegeta_trace)) as reader:
@@ -146,7 +146,7 @@ def _first_line_with(path, op) -> int:
 
 BAD = {
     "magic": (1, lambda l: "# not-a-trace 1\n"),
-    "version": (1, lambda l: "# tasdsim-trace 2\n"),
+    "version": (1, lambda l: "# tasdsim-trace 1\n"),
     "version_text": (1, lambda l: "# tasdsim-trace one\n"),
     "json": (3, lambda l: "# layer: {\"m\": 2,\n"),
     "json_not_object": (4, lambda l: "# series: [1, 2]\n"),

@@ -11,8 +11,13 @@ Tiling policy (documented, deterministic):
 - OS (output stationary). A fold holds R rows of M by C columns of N as psums in the PEs; the
   terms stream through one after another, so a fold costs 2R + C + sum(depth_i) - 2. Input
   (R x K) and weight (K x C) tiles must each fit half their buffer.
-- Terms of one output tile run back to back into the same psums. On WS with several terms each
-  term's psums go through the TASD accumulation path (ACC) into the output tile.
+- Terms of one output tile run back to back into the same psums. On WS with several terms every
+  fold's psums go through the accumulator (the TASD accumulation path) as they leave the array
+  (COMPUTE acc=1), and one ACC per output tile drains its adders before the tile is stored.
+- Buffers (`BufferPlan`): every buffer has two slots (double buffering) of the largest tile it
+  holds: weights (values + metadata), inputs, outputs (the psum tile). A layer whose slots do not
+  fit a buffer is an error naming the buffer and the sizes (with unbounded buffers nothing is
+  checked).
 - Weight terms are loaded compressed (values + metadata); activation terms are loaded dense and
   decomposed on the fly by the TASD units (TASD), and the stationary weights of a fold are then the
   dense K rows its groups cover.
@@ -60,6 +65,32 @@ def tile_stride(nbytes: int) -> int:
 
 
 @dataclass(frozen=True)
+class Slots:
+    """How one buffer is used: `slots` slots of `slot_bytes` bytes each."""
+
+    slots: int
+    slot_bytes: int
+
+
+@dataclass(frozen=True)
+class BufferPlan:
+    """Slots per buffer for one layer (weights hold values and metadata; outputs hold psum tiles)."""
+
+    weights: Slots
+    inputs: Slots
+    outputs: Slots
+
+    def of(self, buffer: str) -> Slots:
+        return getattr(self, buffer)
+
+    @staticmethod
+    def from_dict(raw: dict) -> BufferPlan:
+        """The plan as `asdict` wrote it (a trace header's tiling.buffers)."""
+        return BufferPlan(**{name: Slots(int(raw[name]["slots"]), int(raw[name]["slot_bytes"]))
+                             for name in ("weights", "inputs", "outputs")})
+
+
+@dataclass(frozen=True)
 class Tiling:
     """The generator's tiling decisions for one layer."""
 
@@ -69,6 +100,7 @@ class Tiling:
     row_blocks: int
     col_tiles: int
     folds: int  # COMPUTE instructions
+    buffers: BufferPlan
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -88,7 +120,8 @@ def _check_patterns(hw: Target, series: Series, operand: str) -> None:
 
 
 def plan(layer: Layer, hw: Target, weights: Series, activations: Series, unbounded: bool) -> Tiling:
-    """Choose the tiling (see the module docstring); errors when a tile cannot fit its buffer."""
+    """Choose the tiling and the buffer plan (see the module docstring); errors when a tile cannot
+    fit its buffer."""
     _check_patterns(hw, weights, "weights")
     _check_patterns(hw, activations, "activations")
     if not weights.is_dense and not activations.is_dense:
@@ -96,45 +129,52 @@ def plan(layer: Layer, hw: Target, weights: Series, activations: Series, unbound
     sparse_operand = "activations" if not activations.is_dense else "weights"
     if sparse_operand == "activations" and hw.tasd_units == 0:
         raise TasdsimError(f"activation series {activations} needs TASD units; hardware {hw.name} has none")
-    series = activations if sparse_operand == "activations" else weights
+    act_sparse = sparse_operand == "activations"
+    series = activations if act_sparse else weights
     r, c = hw.rows, hw.cols
+    cols = min(c, layer.n)
     col_tiles = -(-layer.n // c)
-    half_in = hw.inputs_bytes // 2
-    half_out = hw.outputs_bytes // 2
-    half_w = hw.weights_bytes // 2
     if hw.dataflow == "ws":
         if unbounded:
             t = layer.m
         else:
-            t = min(layer.m, half_in // (layer.k * hw.word_bytes), half_out // (c * hw.psum_bytes))
+            t = min(layer.m, hw.inputs_bytes // 2 // (layer.k * hw.word_bytes),
+                    hw.outputs_bytes // 2 // (c * hw.psum_bytes))
             if t < 1:
                 raise TasdsimError(f"layer {layer.name}: one row of inputs ({layer.k} words) or psums does not "
                                    f"fit half the input/output buffer of {hw.name}")
-            widest = max(_dense_rows_covered(p, layer.k, 0, min(r, p.depth(layer.k))) for p in series.terms)
-            tile_rows = widest if sparse_operand == "activations" else r
-            if not _fits(weight_tile_bytes(tile_rows, c, hw, weights), half_w):
-                raise TasdsimError(f"layer {layer.name}: a weight tile does not fit half the weight buffer of {hw.name}")
+        weight_tile = max(values + meta for folds in _ws_folds(layer, hw, series, act_sparse, cols)
+                          for _, values, meta, _ in folds)
+        buffers = BufferPlan(Slots(2, weight_tile), Slots(2, t * layer.k * hw.word_bytes),
+                             Slots(2, t * cols * hw.psum_bytes))
         row_blocks = -(-layer.m // t)
         folds = sum(-(-p.depth(layer.k) // r) for p in series.terms) * col_tiles * row_blocks * layer.groups
-        return Tiling("ws", sparse_operand, t, row_blocks, col_tiles, folds)
-    row_blocks = -(-layer.m // r)
+        tiling = Tiling("ws", sparse_operand, t, row_blocks, col_tiles, folds, buffers)
+    else:
+        rows = min(r, layer.m)
+        buffers = BufferPlan(Slots(2, sum(_os_weight_bytes(layer.k, cols, hw, series, sparse_operand))),
+                             Slots(2, rows * layer.k * hw.word_bytes), Slots(2, rows * cols * hw.psum_bytes))
+        row_blocks = -(-layer.m // r)
+        folds = len(series.terms) * row_blocks * col_tiles * layer.groups
+        tiling = Tiling("os", sparse_operand, r, row_blocks, col_tiles, folds, buffers)
     if not unbounded:
-        if r * layer.k * hw.word_bytes > half_in or not _fits(_os_weight_bytes(layer.k, c, hw, series, sparse_operand),
-                                                               half_w):
-            raise TasdsimError(f"layer {layer.name}: OS tiles of K={layer.k} do not fit half the input/weight "
-                               f"buffers of {hw.name}; K-blocking is not modelled")
-    folds = len(series.terms) * row_blocks * col_tiles * layer.groups
-    return Tiling("os", sparse_operand, r, row_blocks, col_tiles, folds)
+        _check_fits(layer, hw, buffers)
+    return tiling
+
+
+def _check_fits(layer: Layer, hw: Target, buffers: BufferPlan) -> None:
+    """Every buffer holds its slots; otherwise one line naming the buffer and the sizes."""
+    for name, size in (("weights", hw.weights_bytes), ("inputs", hw.inputs_bytes), ("outputs", hw.outputs_bytes)):
+        s = buffers.of(name)
+        if s.slots * s.slot_bytes > size:
+            raise TasdsimError(f"layer {layer.name}: {s.slots} {name} slots of {s.slot_bytes} bytes (its largest "
+                               f"tile) do not fit the {size}-byte {name} buffer of {hw.name}")
 
 
 def _dense_rows_covered(p: Pattern, k: int, first: int, rows: int) -> int:
     """Dense K rows covered by compressed rows [first, first + rows) of an activation term."""
     g0, g1 = first // p.n, -(-(first + rows) // p.n)
     return min(k, g1 * p.m) - g0 * p.m
-
-
-def _fits(nbytes: tuple[int, int], capacity: int) -> bool:
-    return sum(nbytes) <= capacity
 
 
 def weight_tile_bytes(rows: int, cols: int, hw: Target, weights: Series, term: int = 0) -> tuple[int, int]:
@@ -167,7 +207,7 @@ class _Emitter:
 
     def tasd(self, slot: int, term: int, p: Pattern, groups: int, load: int) -> Instr:
         """The TASD units decompose the input tile in `slot` (loaded by `load`) into term `term`."""
-        return self.emit("TASD", {"slot": slot, "term": term, "pattern": str(p), "groups": groups}, [load])
+        return self.emit("TASD", {"slot": slot, "term": term, "pattern": str(p), "nm_groups": groups}, [load])
 
     def after_free(self, buf: str, slot: int) -> list[int]:
         """The dependency a new writer of (buf, slot) needs: the last instruction that freed it."""
@@ -187,40 +227,37 @@ def _generate_ws(layer: Layer, hw: Target, weights: Series, activations: Series,
     r, c, word, psum = hw.rows, hw.cols, hw.word_bytes, hw.psum_bytes
     act_sparse = tiling.sparse_operand == "activations"
     series = activations if act_sparse else weights
-    multi_term = len(series.terms) > 1
+    acc = int(len(series.terms) > 1)
+    slots = {name: tiling.buffers.of(name).slots for name in ("weights", "inputs", "outputs")}
     max_folds = max(-(-p.depth(layer.k) // r) for p in series.terms)
     in_stride = tile_stride(tiling.block_rows * layer.k * word)
     w_stride = tile_stride(r * c * word * max(p.m for p in series.terms) * 2)
     out_stride = tile_stride(tiling.block_rows * c * psum)
-    tile, fold_count, term_count = 0, 0, 0
+    tile, fold_count = 0, 0
     for g in range(layer.groups):
         for ct in range(tiling.col_tiles):
             cols = min(c, layer.n - ct * c)
             folds = _ws_folds(layer, hw, series, act_sparse, cols)
             for rb in range(tiling.row_blocks):
                 t = min(tiling.block_rows, layer.m - rb * tiling.block_rows)
-                slot = tile % 2
+                slot, out = tile % slots["inputs"], tile % slots["outputs"]
                 load_in = e.emit("LOAD", {"buf": "inputs", "slot": slot, "bytes": t * layer.k * word, "meta": 0,
                                           "addr": INPUTS_BASE + (g * tiling.row_blocks + rb) * in_stride},
                                  e.after_free("inputs", slot))
                 yield load_in
-                out_wait = e.after_free("outputs", slot)
+                out_wait = e.after_free("outputs", out)
                 last_compute = None
-                accs = []
                 for i, p in enumerate(series.terms):
                     source = load_in.id
                     if act_sparse:
                         tasd = e.tasd(slot, i, p, t * p.groups(layer.k), load_in.id)
                         yield tasd
                         source = tasd.id
-                    stage = term_count % 2
-                    stage_wait = e.after_free("outputs", 2 + stage) if multi_term else []
-                    term_count += 1
                     pattern = str(p)
                     last_fold = len(folds[i]) - 1
                     base = ((g * len(series.terms) + i) * tiling.col_tiles + ct) * max_folds
-                    for f, (rows, values, meta, useful_rows) in enumerate(folds[i]):
-                        wslot = fold_count % 2
+                    for f, (k_rows, values, meta, useful_rows) in enumerate(folds[i]):
+                        wslot = fold_count % slots["weights"]
                         fold_count += 1
                         load_w = e.emit("LOAD", {"buf": "weights", "slot": wslot, "bytes": values, "meta": meta,
                                                  "addr": WEIGHTS_BASE + (base + f) * w_stride},
@@ -230,21 +267,20 @@ def _generate_ws(layer: Layer, hw: Target, weights: Series, activations: Series,
                         if f == last_fold and i == len(series.terms) - 1:
                             free.append(("inputs", slot))
                         last_compute = e.emit(
-                            "COMPUTE", {"w": wslot, "i": slot, "o": slot, "term": i, "pattern": pattern, "rows": rows,
-                                        "cols": cols, "t": t, "macs": rows * cols * t,
-                                        "useful": useful_rows * cols * t},
-                            [load_w.id, source] + out_wait + stage_wait, free)
+                            "COMPUTE", {"w": wslot, "i": slot, "o": out, "term": i, "pattern": pattern,
+                                        "k_rows": k_rows, "m_rows": t, "cols": cols, "acc": acc,
+                                        "macs": k_rows * cols * t, "useful": useful_rows * cols * t},
+                            [load_w.id, source] + out_wait, free)
                         yield last_compute
-                        out_wait = stage_wait = []
-                    if multi_term:
-                        acc = e.emit("ACC", {"slot": 2 + stage, "words": t * cols}, [last_compute.id],
-                                     [("outputs", 2 + stage)])
-                        accs.append(acc.id)
-                        yield acc
-                yield e.emit("STORE", {"buf": "outputs", "slot": slot, "bytes": t * cols * psum,
+                        out_wait = []
+                done = last_compute
+                if acc:
+                    done = e.emit("ACC", {"slot": out}, [last_compute.id])
+                    yield done
+                yield e.emit("STORE", {"buf": "outputs", "slot": out, "bytes": t * cols * psum,
                                        "addr": OUTPUTS_BASE + ((g * tiling.col_tiles + ct) * tiling.row_blocks + rb)
                                        * out_stride},
-                             [last_compute.id] + accs, [("outputs", slot)])
+                             [done.id], [("outputs", out)])
                 tile += 1
 
 
@@ -282,7 +318,7 @@ def _generate_os(layer: Layer, hw: Target, weights: Series, activations: Series,
             rows = min(r, layer.m - rb * r)
             for ct in range(tiling.col_tiles):
                 cols = min(c, layer.n - ct * c)
-                slot = tile % 2
+                slot = tile % tiling.buffers.inputs.slots  # the plan gives every OS buffer as many slots
                 load_in = e.emit("LOAD", {"buf": "inputs", "slot": slot, "bytes": rows * layer.k * word, "meta": 0,
                                           "addr": INPUTS_BASE + (g * tiling.row_blocks + rb) * in_stride},
                                  e.after_free("inputs", slot))
@@ -304,7 +340,8 @@ def _generate_os(layer: Layer, hw: Target, weights: Series, activations: Series,
                     useful = useful_depth(p, layer.k)
                     free = [("weights", slot), ("inputs", slot)] if i == len(series.terms) - 1 else []
                     last = e.emit("COMPUTE", {"w": slot, "i": slot, "o": slot, "term": i, "pattern": str(p),
-                                              "rows": rows, "cols": cols, "t": depth, "macs": rows * cols * depth,
+                                              "k_rows": depth, "m_rows": rows, "cols": cols, "acc": 0,
+                                              "macs": rows * cols * depth,
                                               "useful": rows * cols * useful},
                                   [load_w.id, source] + deps, free)
                     deps = []

@@ -8,12 +8,27 @@ makes the next writer of a slot depend on that instruction, which gives double b
 backpressure. Opcodes and their fields:
 
   LOAD     buf slot bytes meta addr       DMA: DRAM -> buffer slot (meta = metadata bytes, apart)
-  TASD     slot term pattern groups       TASD units decompose an input tile into one term
-  COMPUTE  w i o term pattern rows cols   one fold of one term (weights slot w, inputs slot i, psums
-           t macs useful                  in outputs slot o): rows x cols PEs used, t rows streamed;
-                                          macs issued, useful = macs on real (unpadded) slots
-  ACC      slot words                     accumulation path: add a term's psums into the output tile
+  TASD     slot term pattern nm_groups    TASD units decompose an input tile into one term
+  COMPUTE  w i o term pattern k_rows      one fold of one term (weights slot w, inputs slot i, psum
+           m_rows cols acc macs useful    tile in outputs slot o): k_rows x cols weights, m_rows
+                                          rows of M; acc = 1 when its psums go through the
+                                          accumulator; macs issued, useful = macs on real slots
+  ACC      slot                           accumulator: drain its adders into the psum tile in
+                                          outputs slot `slot` (after that tile's last fold)
   STORE    buf slot bytes addr            DMA: buffer slot -> DRAM
+
+Glossary (one name per thing, in code, configs, reports and docs):
+
+  fold          one COMPUTE: the array holds one weight tile (WS) or one psum tile (OS)
+  k_rows        rows of the reduction K a fold covers (compressed rows of an N:M term)
+  m_rows        rows of M a fold covers: streamed through the array (WS) or held in it (OS)
+  term          one N:M part of a TASD series ("2:4+1:4" has terms 2:4 and 1:4)
+  N:M group     M consecutive elements along K, at most N kept (`nm_groups`: how many)
+  conv groups   a grouped convolution's independent channel groups (`Layer.groups`)
+  tile          what one buffer slot holds: a weight tile, an input tile, a psum tile
+  psum          a partial sum of the output, `psum_bytes` wide
+  accumulator   the TASD accumulation path: adders between the array and the psum tiles that
+                add every fold's psums of a multi-term series as they leave the array
 """
 from __future__ import annotations
 
@@ -21,9 +36,9 @@ from dataclasses import dataclass, field
 
 OPCODES = {
     "LOAD": ("buf", "slot", "bytes", "meta", "addr"),
-    "TASD": ("slot", "term", "pattern", "groups"),
-    "COMPUTE": ("w", "i", "o", "term", "pattern", "rows", "cols", "t", "macs", "useful"),
-    "ACC": ("slot", "words"),
+    "TASD": ("slot", "term", "pattern", "nm_groups"),
+    "COMPUTE": ("w", "i", "o", "term", "pattern", "k_rows", "m_rows", "cols", "acc", "macs", "useful"),
+    "ACC": ("slot",),
     "STORE": ("buf", "slot", "bytes", "addr"),
 }
 TEXT_FIELDS = {"buf", "pattern"}

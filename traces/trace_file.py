@@ -1,12 +1,12 @@
 """`.trace` files: a versioned header, then one instruction per line, read as a stream.
 
-    # tasdsim-trace 1
+    # tasdsim-trace 2
     # hardware: {...resolved hardware config as one JSON line...}
     # layer: {"name": ..., "m": ..., "n": ..., "k": ..., "groups": ..., ...}
     # series: {"weights": "2:4+1:4", "activations": "dense"}
-    # tiling: {...the generator's tiling decisions...}
+    # tiling: {...the generator's tiling decisions and buffer plan...}
     0 LOAD buf=weights slot=0 bytes=1024 meta=128 addr=0
-    1 COMPUTE w=0 i=0 term=0 pattern=2:4 rows=32 cols=32 t=196 macs=200704 useful=200704 deps=0 free=weights:0
+    1 COMPUTE w=0 i=0 o=0 term=0 pattern=2:4 k_rows=32 m_rows=196 cols=32 acc=1 macs=200704 useful=200704 deps=0 free=weights:0
 
 Fields appear in the order of traces.isa.OPCODES, then `deps=` and `free=` when non-empty. Writing
 what was read gives the same bytes. Errors name the file and line.
@@ -22,7 +22,7 @@ from tasdsim.common import TasdsimError
 from tasdsim.traces.isa import BUFFERS, OPCODES, TEXT_FIELDS, Instr
 
 MAGIC = "# tasdsim-trace"
-VERSION = 1
+VERSION = 2  # 2: COMPUTE k_rows/m_rows/acc, TASD nm_groups, ACC drains a psum tile; buffer plan
 HEADER_KEYS = ("hardware", "layer", "series", "tiling")
 
 
