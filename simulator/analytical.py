@@ -62,7 +62,7 @@ from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from typing import Any, NamedTuple
 
-from tasdsim.components.dram import DramTiming, load_dram_preset
+from tasdsim.components.dram import DramTiming
 from tasdsim.simulator.config import BufferConfig, BuffersConfig, HwConfig
 from tasdsim.simulator.energy import EnergyTable, edp, layer_energy, load_energy
 from tasdsim.simulator.run import DEFAULT_ENERGY, LayerSeries
@@ -154,12 +154,12 @@ class _Dram:
         self.t = timing
         self.p, self.q = ratio.numerator, ratio.denominator  # accelerator cycles per tCK = p / q
         self.ideal = ideal
-        self.bursts_per_row = timing.row_bytes // timing.burst_bytes
-        self.same_bank = (TILE_ALIGN // (timing.channels * timing.row_bytes)) % timing.banks == 0
+        self.bursts_per_row = timing.page_bytes // timing.request_bytes
+        self.same_bank = (TILE_ALIGN // (timing.channels * timing.page_bytes)) % timing.banks_per_rank == 0
 
     def bursts(self, nbytes: int) -> int:
         """Bursts of a tile (tiles start on a burst boundary)."""
-        return _cdiv(nbytes, self.t.burst_bytes)
+        return _cdiv(nbytes, self.t.request_bytes)
 
     def chain(self, items: list[tuple[int, int, int]],
               since: tuple | None = None) -> tuple[list[int], tuple, list[bool]]:
@@ -176,17 +176,17 @@ class _Dram:
                 continue
             pre = _cdiv(arrival * self.q, self.p)
             if prev is not None and self.same_bank:
-                pre = max(pre, prev[1], prev[0] + t.tras)  # close the previous tile's row first
-            act = pre + (t.trp if prev is not None else 0)
-            col = act + t.trcd if bus is None else max(act + t.trcd, bus - t.cl)
+                pre = max(pre, prev[1], prev[0] + t.tRAS)  # close the previous tile's row first
+            act = pre + (t.tRP if prev is not None else 0)
+            col = act + t.tRCD if bus is None else max(act + t.tRCD, bus - t.CL)
             per_channel = _cdiv(self.bursts(nbytes), t.channels)
-            bus = col + t.cl + per_channel * t.burst_tck
+            bus = col + t.CL + per_channel * t.burst_cycles
             # A tile of more rows than banks comes back to its first bank: its last row there.
-            revisit = (_cdiv(per_channel, self.bursts_per_row) - 1) // t.banks * t.banks
+            revisit = (_cdiv(per_channel, self.bursts_per_row) - 1) // t.banks_per_rank * t.banks_per_rank
             last_col = col + (revisit * self.bursts_per_row - 1
-                              + min(self.bursts_per_row, per_channel - revisit * self.bursts_per_row)) * t.burst_tck
+                              + min(self.bursts_per_row, per_channel - revisit * self.bursts_per_row)) * t.burst_cycles
             if revisit:
-                act = max(col + (self.bursts_per_row - 1) * t.burst_tck, act + t.tras) + t.trp
+                act = max(col + (self.bursts_per_row - 1) * t.burst_cycles, act + t.tRAS) + t.tRP
             prev = (act, last_col)
             done = _cdiv(bus * self.p, self.q)
             out.append(max(done, arrival + port))
@@ -201,9 +201,9 @@ class _Dram:
         if self.ideal or nbytes == 0:
             return Fraction(0)
         t = self.t
-        tck = _cdiv(self.bursts(nbytes), t.channels) * t.burst_tck
+        tck = _cdiv(self.bursts(nbytes), t.channels) * t.burst_cycles
         if self.same_bank:
-            tck = max(tck, t.tras + t.trp)
+            tck = max(tck, t.tRAS + t.tRP)
         return Fraction(tck * self.p, self.q)
 
     def shifted(self, state: tuple, cycles: int) -> tuple:
@@ -217,7 +217,7 @@ class _Dram:
     def peak_cycles(self, nbytes: int) -> Fraction:
         """nbytes at the peak bandwidth of all channels."""
         t = self.t
-        return Fraction(nbytes * self.p, t.channels * (t.bus_bits // 8) * 2 * self.q)
+        return Fraction(nbytes * self.p, t.channels * (t.bus_width // 8) * 2 * self.q)
 
 
 class _Hw:
@@ -231,8 +231,8 @@ class _Hw:
         self.buf: BuffersConfig = hw.buffers
         self.units = max(hw.tasd_units.count, 1)
         self.dec = hw.metadata_decoder.latency
-        timing = load_dram_preset(hw.dram.preset).with_channels(hw.dram.channels)
-        self.dram = _Dram(timing, Fraction(str(timing.tck_ns)) * Fraction(str(hw.clock_ghz)), ideal)
+        timing = hw.dram.timing()
+        self.dram = _Dram(timing, Fraction(str(timing.tCK)) * Fraction(str(hw.clock_ghz)), ideal)
 
     def port(self, nbytes: int, buffer: BufferConfig) -> int:
         """Cycles to move nbytes through a buffer's ports (0 with ideal memory)."""

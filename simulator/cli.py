@@ -6,7 +6,7 @@ import os
 import sys
 
 import tasdsim
-from tasdsim.simulator import sweep_run, train_commands, validate
+from tasdsim.simulator import dram_commands, sweep_run, train_commands, validate
 from tasdsim.common import TasdsimError
 
 
@@ -74,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layers", help="the layer to trace")
     _add_layer_options(p)
     p.add_argument("-o", "--output", required=True, help="the .trace file to write")
+    dram_commands.add_dram_parser(sub)
     sweep_run.add_sweep_parser(sub)
     train_commands.add_train_parsers(sub)
     validate.add_validate_parser(sub)
@@ -102,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
 
     handlers = {"decompose": frontend_commands.run_decompose, "search": frontend_commands.run_search,
                 "simulate": sim_commands.run_simulate, "trace": sim_commands.run_trace,
-                "sweep": sweep_run.run_sweep_command,
+                "sweep": sweep_run.run_sweep_command, "dram": dram_commands.run_dram,
                 "train": train_commands.run_train, "tasd-vs-train": train_commands.run_tasd_vs_train,
                 "validate": validate.run_validate}
     try:

@@ -36,7 +36,7 @@ from typing import Any, Callable
 
 from tasdsim.common import bundled_files, load_yaml, read_preset, TasdsimError
 from tasdsim.components.accumulator import AccumulatorConfig
-from tasdsim.components.dram import DramConfig
+from tasdsim.components.dram import KEYS as DRAM_KEYS, DramConfig
 from tasdsim.components.metadata_decoder import MetadataDecoderConfig
 from tasdsim.components.pe_array import PeArrayConfig
 from tasdsim.components.sram import BufferConfig
@@ -113,7 +113,7 @@ class HwConfig:
                 "inputs": buffer(self.buffers.inputs),
                 "outputs": buffer(self.buffers.outputs),
             },
-            "dram": {"preset": self.dram.preset, "channels": self.dram.channels},
+            "dram": {"preset": self.dram.preset, "channels": self.dram.channels, **dict(self.dram.overrides)},
         }
 
 
@@ -277,8 +277,11 @@ SCHEMA: dict[str, Any] = {
     "tasd_units": {"count": _non_negative_int},
     "accumulator": {"width": _positive_int, "latency": _non_negative_int},
     "buffers": {"weights": _BUFFER, "inputs": _BUFFER, "outputs": _BUFFER},
-    "dram": {"preset": _dram_preset, "channels": _positive_int},
+    # dram: the preset and its channel count; any other key of a DRAM preset overrides the preset's
+    "dram": {"preset": _dram_preset, "channels": _positive_int,
+             **{key: (lambda value, path: value) for key in DRAM_KEYS if key != "channels"}},
 }
+OPTIONAL = frozenset(f"dram.{key}" for key in DRAM_KEYS if key != "channels")
 
 
 def _check(schema: dict[str, Any], raw: Any, path: str) -> dict[str, Any]:
@@ -291,10 +294,12 @@ def _check(schema: dict[str, Any], raw: Any, path: str) -> dict[str, Any]:
             where = f"{path} keys" if path else "top-level keys"
             raise _Invalid("", f"unknown key {prefix}{key} ({where}: {', '.join(schema)})")
     for key in schema:
-        if key not in raw:
+        if key not in raw and prefix + key not in OPTIONAL:
             raise _Invalid(path, f"missing required key {key}")
     out = {}
     for key, sub in schema.items():
+        if key not in raw:
+            continue
         if isinstance(sub, dict):
             out[key] = _check(sub, raw[key], prefix + key)
         else:
@@ -331,8 +336,20 @@ def _build(raw: dict[str, Any]) -> HwConfig:
         tasd_units=TasdUnitsConfig(**v["tasd_units"]),
         accumulator=AccumulatorConfig(**v["accumulator"]),
         buffers=BuffersConfig(**buffers),
-        dram=DramConfig(**v["dram"]),
+        dram=_dram(v["dram"]),
     )
+
+
+def _dram(v: dict[str, Any]) -> DramConfig:
+    """The DRAM config, its preset's overrides checked against the preset."""
+    overrides = tuple(sorted((key, value) for key, value in v.items() if key not in ("preset", "channels")))
+    dram = DramConfig(v["preset"], v["channels"], overrides)
+    try:
+        dram.timing()
+    except TasdsimError as err:
+        key, reason = str(err).split(": ", 1)[1].split(": ", 1)
+        raise _Invalid(f"dram.{key}", reason) from None
+    return dram
 
 
 # ----------------------------------------------------------------------------- overrides

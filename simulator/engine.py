@@ -15,7 +15,7 @@ import simpy
 
 from tasdsim.components.accumulator import Accumulator
 from tasdsim.components.dma import DmaEngine
-from tasdsim.components.dram import Dram, load_dram_preset
+from tasdsim.components.dram import Dram
 from tasdsim.components.metadata_decoder import MetadataDecoder
 from tasdsim.components.pe_array import PeArray
 from tasdsim.components.sram import SramBuffer
@@ -42,7 +42,7 @@ class Accelerator:
         self.hw = hw
         self.where = where
         self.env = env = simpy.Environment()
-        timing = load_dram_preset(hw.dram.preset).with_channels(hw.dram.channels)
+        timing = hw.dram.timing()
         self.dram = Dram(env, timing, hw.clock_ghz, ideal=ideal_memory)
         self.buffers = {name: SramBuffer(name, getattr(hw.buffers, name), buffers.of(name).slots,
                                          buffers.of(name).slot_bytes, ideal_memory, timeline)

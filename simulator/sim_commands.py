@@ -8,7 +8,6 @@ import os
 import sys
 
 from tasdsim.simulator import functional
-from tasdsim.components.dram import load_dram_preset
 from tasdsim.simulator import plots
 from tasdsim.simulator.config import HwConfig, load_hw
 from tasdsim.simulator.energy import load_energy
@@ -144,7 +143,7 @@ def _write_timeline(args: argparse.Namespace, timeline: Timeline) -> str:
 
 def dram_bytes_per_cycle(hw: HwConfig) -> float:
     """Peak DRAM bytes per accelerator cycle over all channels (the roofline's memory roof)."""
-    timing = load_dram_preset(hw.dram.preset).with_channels(hw.dram.channels)
+    timing = hw.dram.timing()
     return timing.peak_bytes_per_ns_per_channel * timing.channels / hw.clock_ghz
 
 

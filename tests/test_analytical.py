@@ -121,14 +121,14 @@ def test_traffic_hand_formula_with_metadata():
 
 
 def test_a_lone_tile_transfer_costs_its_row_latency_and_bursts():
-    # DDR4-3200 at 1.6 GHz: one cycle per tCK. Fresh: tRCD + CL + bursts * BL/2; another row open in
-    # the tile's first bank: tRP more. The DRAM unit agrees on the fresh one.
-    h = hw("dense-ws-32x32", "clock_ghz=1.6")
-    ddr4 = load_dram_preset("ddr4-3200")
+    # DDR4-3200 with tCK 0.625 ns at 1.6 GHz: one cycle per tCK. Fresh: tRCD + CL + bursts * BL/2;
+    # another row open in the tile's first bank: tRP more. The DRAM unit agrees on the fresh one.
+    h = hw("dense-ws-32x32", "clock_ghz=1.6", "dram.tCK=0.625")
+    ddr4 = load_dram_preset("ddr4-3200").with_overrides({"tCK": 0.625})
     for nbytes in (64, 1000, 8192, 40000):
         bursts = cdiv(nbytes, 64)
-        assert tile_transfer_cycles(h, nbytes) == ddr4.trcd + ddr4.cl + bursts * 4
-        assert tile_transfer_cycles(h, nbytes, fresh=False) == ddr4.trp + ddr4.trcd + ddr4.cl + bursts * 4
+        assert tile_transfer_cycles(h, nbytes) == ddr4.tRCD + ddr4.CL + bursts * 4
+        assert tile_transfer_cycles(h, nbytes, fresh=False) == ddr4.tRP + ddr4.tRCD + ddr4.CL + bursts * 4
         assert tile_transfer_cycles(h, nbytes) == Dram(simpy.Environment(), ddr4, 1.6).schedule(0, nbytes, False, 0)
 
 

@@ -1,317 +1,265 @@
-"""DRAM: hand-derived cycle counts, the bandwidth bound, channel scaling, row statistics, presets.
+"""DRAM presets, the address map, the memory controller against DRAMsim3, and `tasdsim dram`.
 
-Unless said otherwise the DDR4-3200 preset runs at clock_ghz = 1.6, so one accelerator cycle is
-exactly one tCK (0.625 ns) and the cycle counts below are tCK counts.
+Numbers come from DRAMsim3 (umd-memsys/DRAMsim3 at 29817593): its configs, its `timing.cc`
+constraints, and completion times of its controller (tests/data/dram_reference, see README there).
 """
-import math
-import random
-from dataclasses import replace
+import gzip
+import json
 from pathlib import Path
 
+import numpy as np
 import pytest
-import simpy
-from hypothesis import given, settings, strategies as st
 
-from tasdsim.components.dram import (
-    Dram,
-    DramStats,
-    DramTiming,
-    list_dram_presets,
-    load_dram_preset,
-    min_transfer_cycles,
-)
 from tasdsim.common import TasdsimError
+from tasdsim.components.dram import list_dram_presets, load_dram_preset, replay
+from tasdsim.simulator.cli import main
+from tasdsim.simulator.config import load_hw
 
+DATA = Path(__file__).parent / "data" / "dram_reference"
 DDR4 = load_dram_preset("ddr4-3200")
 HBM2 = load_dram_preset("hbm2")
-TCK_CLOCK = 1.6                                   # GHz: one accelerator cycle per DDR4 tCK
-ROW_STRIDE = DDR4.row_bytes * DDR4.banks          # DDR4, 1 channel: same bank, next row
-FAST = settings(max_examples=60, deadline=None)
-
-
-def fresh(timing: DramTiming = DDR4, clock_ghz: float = TCK_CLOCK, ideal: bool = False) -> Dram:
-    return Dram(simpy.Environment(), timing, clock_ghz, ideal=ideal)
-
-
-def run_sequence(timing: DramTiming, seq, mode: str, clock_ghz: float = 1.0) -> int:
-    """Finish cycle of a sequence of (address, nbytes, write, gap): 'serial' issues each transfer
-    when the previous one finished, 'together' all at cycle 0, 'gaps' at growing arrival times."""
-    dram, now, end = fresh(timing, clock_ghz), 0, 0
-    for address, nbytes, write, gap in seq:
-        now = end if mode == "serial" else now + gap if mode == "gaps" else 0
-        end = max(end, dram.schedule(address, nbytes, write, now))
-    return end
+CONFIGS = {"ddr4_2rank": DDR4, "ddr4_1rank": DDR4.with_overrides({"ranks": 1}), "hbm2": HBM2}
 
 
 # Presets ---------------------------------------------------------------------------------------
 
 
-def test_presets_are_listed_and_match_their_sources():
-    assert list_dram_presets() == ["ddr4-3200", "hbm2"]
-    assert (DDR4.tck_ns, DDR4.cl, DDR4.trcd, DDR4.trp, DDR4.tras, DDR4.burst_length) == (0.625, 22, 22, 22, 52, 8)
-    assert (DDR4.bus_bits, DDR4.bank_groups, DDR4.banks_per_group, DDR4.row_bytes, DDR4.channels) == (64, 4, 4, 8192, 1)
-    assert (HBM2.tck_ns, HBM2.cl, HBM2.trcd, HBM2.trp, HBM2.tras, HBM2.burst_length) == (1.0, 14, 14, 14, 34, 4)
-    assert (HBM2.bus_bits, HBM2.bank_groups, HBM2.banks_per_group, HBM2.row_bytes, HBM2.channels) == (128, 4, 4, 1024, 8)
+def test_presets_carry_dramsim3_values():
+    assert list_dram_presets() == ["ddr4-3200", "ddr4-3200-bg", "hbm2"]
+    assert DDR4.values() == {
+        "protocol": "DDR4", "tCK": 0.63, "CL": 22, "CWL": 16, "tRCD": 22, "tRP": 22, "tRAS": 52, "tCCD_S": 4,
+        "tCCD_L": 8, "tRRD_S": 4, "tRRD_L": 8, "tFAW": 34, "tWTR_S": 4, "tWTR_L": 12, "tWR": 24, "tRTP": 12,
+        "tRTRS": 1, "tRFC": 560, "tREFI": 12480, "channels": 1, "ranks": 2, "bankgroups": 4, "banks_per_group": 4,
+        "rows": 65536, "columns": 1024, "bus_width": 64, "BL": 8, "address_mapping": "rochrababgco",
+        "trans_queue_size": 32, "cmd_queue_size": 8, "row_hit_cap": 4, "write_drain_idle": 8}
+    assert HBM2.values() == {
+        "protocol": "HBM2", "tCK": 1.0, "CL": 14, "CWL": 4, "tRCD": 14, "tRP": 14, "tRAS": 34, "tCCD_S": 1,
+        "tCCD_L": 2, "tRRD_S": 4, "tRRD_L": 6, "tFAW": 30, "tWTR_S": 6, "tWTR_L": 8, "tWR": 16, "tRTP": 5,
+        "tRTRS": 2, "tRFC": 260, "tREFI": 3900, "channels": 8, "ranks": 1, "bankgroups": 4, "banks_per_group": 4,
+        "rows": 32768, "columns": 128, "bus_width": 128, "BL": 4, "address_mapping": "rorabgbachco",
+        "trans_queue_size": 32, "cmd_queue_size": 8, "row_hit_cap": 4, "write_drain_idle": 8}
+    bg = load_dram_preset("ddr4-3200-bg").values()
+    assert bg.pop("address_mapping") == "rochrabacobg" and bg == {k: v for k, v in DDR4.values().items()
+                                                                   if k != "address_mapping"}
 
 
-def test_burst_size_and_peak_bandwidth():
-    assert DDR4.burst_bytes == 64 and HBM2.burst_bytes == 64
-    assert DDR4.peak_bytes_per_ns_per_channel == pytest.approx(25.6)   # GB/s
-    assert HBM2.peak_bytes_per_ns_per_channel == pytest.approx(32.0)
-    assert DDR4.with_channels(4).channels == 4 and DDR4.with_channels(4).cl == 22
+def test_derived_sizes():
+    assert (DDR4.request_bytes, DDR4.burst_cycles, DDR4.read_delay, DDR4.write_delay) == (64, 4, 26, 20)
+    assert (HBM2.request_bytes, HBM2.burst_cycles, HBM2.read_delay, HBM2.write_delay) == (64, 2, 16, 6)
+    assert (DDR4.page_bytes, HBM2.page_bytes) == (8192, 2048)
+    assert (DDR4.peak_bytes_per_tck, HBM2.peak_bytes_per_tck) == (16, 256)
 
 
-def test_unknown_preset_lists_the_presets():
-    with pytest.raises(TasdsimError, match=r"unknown DRAM preset 'ddr5'.*ddr4-3200, hbm2"):
-        load_dram_preset("ddr5")
+# DRAMsim3's command-to-command constraints (the reference README's table, from timing.cc), tCK:
+# ddr4_2rank / ddr4_1rank, hbm2
+CONSTRAINTS = {
+    "read_to_read_same_bankgroup": (8, 2), "read_to_read_other_bankgroup": (4, 2), "read_to_read_other_rank": (5, 4),
+    "write_to_write_same_bankgroup": (8, 2), "write_to_write_other_bankgroup": (4, 2),
+    "write_to_write_other_rank": (4, 2), "read_to_write_same_rank": (11, 14), "read_to_write_other_rank": (11, 14),
+    "write_to_read_same_bankgroup": (32, 14), "write_to_read_other_bankgroup": (24, 12),
+    "write_to_read_other_rank": (-1, -6), "read_to_precharge": (12, 5), "write_to_precharge": (44, 22),
+    "activate_to_read": (22, 14), "activate_to_write": (22, 14), "activate_to_precharge": (52, 34),
+    "activate_to_activate_same_bank": (74, 48), "activate_to_activate_same_bankgroup": (8, 6),
+    "activate_to_activate_other_bankgroup": (4, 4), "four_activate_window": (34, 30),
+    "precharge_to_activate": (22, 14), "refresh_to_activate": (560, 260),
+}
 
 
-def _write_preset(tmp_path: Path, **changes) -> str:
-    text = (Path(__file__).parent.parent / "configs" / "dram" / "ddr4-3200.yaml").read_text()
-    for key, value in changes.items():
-        if value is None:
-            text = "\n".join(line for line in text.splitlines() if not line.startswith(f"{key}:"))
-        elif f"\n{key}:" in text:
-            text = text.replace(f"\n{key}: ", f"\n{key}: {value} #")
-        else:
-            text += f"\n{key}: {value}\n"
+def test_constraints_are_dramsim3s():
+    assert DDR4.constraints() == {k: v[0] for k, v in CONSTRAINTS.items()}
+    assert CONFIGS["ddr4_1rank"].constraints() == DDR4.constraints()
+    assert HBM2.constraints() == {k: v[1] for k, v in CONSTRAINTS.items()}
+
+
+def test_address_map_fields():
+    # (lowest bit, width) of each field in the byte address (the reference README's table)
+    assert DDR4.field_bits() == {"co": (6, 7), "bg": (13, 2), "ba": (15, 2), "ra": (17, 1), "ch": (18, 0),
+                                 "ro": (18, 16)}
+    assert CONFIGS["ddr4_1rank"].field_bits()["ro"] == (17, 16)
+    assert HBM2.field_bits() == {"co": (6, 5), "ch": (11, 3), "ba": (14, 2), "bg": (16, 2), "ra": (18, 0),
+                                 "ro": (18, 15)}
+    assert load_dram_preset("ddr4-3200-bg").field_bits()["bg"] == (6, 2)
+
+
+def test_address_decoding():
+    address = (5 << 18) | (1 << 17) | (2 << 15) | (3 << 13) | (100 << 6) | 17
+    f = {k: int(v[0]) for k, v in DDR4.decode(np.array([address])).items()}
+    assert f == {"ro": 5, "ch": 0, "ra": 1, "ba": 2, "bg": 3, "co": 100}
+    # HBM2: consecutive 2 KiB go to the next channel; bits above the capacity wrap
+    f = HBM2.decode(np.array([0, 2048, 7 * 2048 + 64, 1 << 33]))
+    assert f["ch"].tolist() == [0, 1, 7, 0] and f["co"].tolist() == [0, 0, 1, 0] and f["ro"].tolist() == [0, 0, 0, 0]
+
+
+def _write_preset(tmp_path: Path, key: str, value) -> str:
+    lines = (Path(__file__).parent.parent / "configs" / "dram" / "ddr4-3200.yaml").read_text().splitlines()
+    lines = [line for line in lines if not line.startswith(f"{key}:")]
+    if value is not None:
+        lines.append(f"{key}: {value}")
     path = tmp_path / "mine.yaml"
-    path.write_text(text)
+    path.write_text("\n".join(lines) + "\n")
     return str(path)
 
 
-def test_config_file_loads(tmp_path):
-    assert load_dram_preset(_write_preset(tmp_path, channels=2)) == replace(DDR4, name="mine", channels=2)
-
-
-@pytest.mark.parametrize("changes, message", [
-    ({"tRCD": 22}, r"mine\.yaml: tRCD: unknown key"),
-    ({"tras": None}, r"mine\.yaml: tras: missing required key"),
-    ({"tras": -1}, r"mine\.yaml: tras: must be a positive integer"),
-    ({"cl": 2.5}, r"mine\.yaml: cl: must be a positive integer"),
-    ({"burst_length": 7}, r"mine\.yaml: burst_length: must be even"),
-    ({"row_bytes": 100}, r"mine\.yaml: row_bytes: must be a multiple of the burst size 64 B"),
-    ({"tck_ns": 0}, r"mine\.yaml: tck_ns: must be a positive number"),
+@pytest.mark.parametrize("key, value, message", [
+    ("tRCD", None, r"mine\.yaml: tRCD: missing required key"),
+    ("tRCDX", 3, r"mine\.yaml: tRCDX: unknown key"),
+    ("CL", 0, r"mine\.yaml: CL: must be an integer in 1\.\.200, got 0"),
+    ("tRAS", 2.5, r"mine\.yaml: tRAS: must be an integer"),
+    ("ranks", 3, r"mine\.yaml: ranks: must be a power of two, got 3"),
+    ("tCK", -1, r"mine\.yaml: tCK: must be a positive number of ns"),
+    ("protocol", "DDR5", r"mine\.yaml: protocol: must be one of DDR4, HBM2"),
+    ("address_mapping", "rochrababgbg", r"mine\.yaml: address_mapping: must name the six fields"),
+    ("tRFC", 7000, r"mine\.yaml: tRFC: must be below tREFI / ranks = 6240"),
 ])
-def test_bad_config_names_file_and_key(tmp_path, changes, message):
+def test_bad_preset_names_file_and_key(tmp_path, key, value, message):
     with pytest.raises(TasdsimError, match=message):
-        load_dram_preset(_write_preset(tmp_path, **changes))
+        load_dram_preset(_write_preset(tmp_path, key, value))
 
 
-def test_impossible_channel_count_is_an_error():
-    with pytest.raises(TasdsimError, match="channels: must be a positive integer"):
-        DDR4.with_channels(0)
+def test_unknown_preset_lists_the_presets():
+    with pytest.raises(TasdsimError, match=r"unknown DRAM preset 'ddr5'.*ddr4-3200, ddr4-3200-bg, hbm2"):
+        load_dram_preset("ddr5")
 
 
-# Hand-derived timing (DDR4, 1 cycle = 1 tCK) -----------------------------------------------------
+def test_hardware_config_overrides_every_dram_key():
+    hw = load_hw("vegeta-m4", ["dram.tRCD=20", "dram.ranks=1", "dram.address_mapping=rochrabacobg"])
+    t = hw.dram.timing()
+    assert (t.tRCD, t.ranks, t.address_mapping, t.CL) == (20, 1, "rochrabacobg", 22)
+    assert load_hw(hw_path := "vegeta-m4").dram.timing() == DDR4 and hw_path
+    assert hw.as_dict()["dram"] == {"preset": "ddr4-3200", "channels": 1, "address_mapping": "rochrabacobg",
+                                    "ranks": 1, "tRCD": 20}
+    with pytest.raises(TasdsimError, match=r"with --set dram.tRCD=0: dram.tRCD: must be an integer in 1\.\.200"):
+        load_hw("vegeta-m4", ["dram.tRCD=0"])
+    with pytest.raises(TasdsimError, match=r"unknown key dram.tRCDX"):
+        load_hw("vegeta-m4", ["dram.tRCDX=3"])
+    with pytest.raises(TasdsimError, match=r"dram.channels: must be a power of two, got 3"):
+        load_hw("vegeta-m4", ["dram.channels=3"])
 
 
-def test_burst_to_closed_bank_then_hit_then_conflict():
-    dram = fresh()
-    # Closed bank: ACT at 0, READ at tRCD = 22, data 44..48: tRCD + CL + BL/2 = 22 + 22 + 4.
-    assert dram.schedule(0, 64, False, 0) == 48
-    # Same open row, arriving at 48: READ at 48, data 70..74: CL + BL/2 = 26.
-    assert dram.schedule(64, 64, False, 48) == 48 + 26
-    # Other row of bank 0, arriving at 74 (tRAS long over): PRE 74, ACT 96, READ 118, data 140..144:
-    # tRP + tRCD + CL + BL/2 = 70.
-    assert dram.schedule(ROW_STRIDE, 64, False, 74) == 74 + 70
+# The controller, hand-derived --------------------------------------------------------------------
 
 
-def test_conflict_waits_for_tras_then_trp():
-    dram = fresh()
-    assert dram.schedule(0, 64, False, 0) == 48
-    # Row 1 of the same bank, also at 0: PRE no earlier than ACT(0) + tRAS = 52, ACT 74, READ 96,
-    # data 118..122: tRAS + tRP + tRCD + CL + BL/2 = 52 + 22 + 22 + 22 + 4.
-    assert dram.schedule(ROW_STRIDE, 64, False, 0) == 122
-    assert (dram.stats.row_misses, dram.stats.row_conflicts, dram.stats.activates, dram.stats.precharges) == (1, 1, 2, 1)
+def _done(timing, requests):
+    """Completion tCK of requests given as (address, write, arrival)."""
+    a, w, t = (np.array(x, dtype=np.int64) for x in zip(*requests))
+    return replay(timing, a, w, t).done.tolist()
 
 
-def test_bursts_on_one_bus_never_overlap():
-    dram = fresh()
-    assert dram.schedule(0, 64, False, 0) == 48
-    # Bank group 1 (address one row further): its ACT overlaps, but data waits for the bus: 48..52.
-    assert dram.schedule(DDR4.row_bytes, 64, False, 0) == 52
+ROW = 1 << 18   # DDR4 2 ranks: the next row of the same bank
 
 
-def test_hbm2_burst_to_closed_bank():
-    # tRCD + CL + BL/2 = 14 + 14 + 2 tCK of 1 ns, at 1 GHz.
-    assert fresh(HBM2, 1.0).schedule(0, 32, False, 0) == 30
+@pytest.mark.parametrize("name", ["ddr4_2rank", "ddr4_1rank", "hbm2"])
+def test_idle_latencies(name):
+    """A request alone: 1 tCK to reach its command queue, then ACTIVATE, tRCD, and the read (CL +
+    burst) or write (CWL + burst) delay; a row hit skips the ACTIVATE; a conflict adds tRP."""
+    t = CONFIGS[name]
+    row = 1 << t.field_bits()["ro"][0]
+    closed_read = 1 + t.tRCD + t.CL + t.BL // 2
+    assert closed_read == {"ddr4_2rank": 49, "ddr4_1rank": 49, "hbm2": 31}[name]
+    assert _done(t, [(0, 0, 0)]) == [closed_read]
+    assert _done(t, [(0, 1, 0)]) == [1 + t.tRCD + t.CWL + t.BL // 2] == [{"hbm2": 21}.get(name, 43)]
+    hit = _done(t, [(0, 0, 0), (64, 0, 200)])[1] - 200
+    conflict = _done(t, [(0, 0, 0), (row, 0, 200)])[1] - 200
+    assert hit == 1 + t.CL + t.BL // 2 == {"hbm2": 17}.get(name, 27)
+    assert conflict == 1 + t.tRP + t.tRCD + t.CL + t.BL // 2 == {"hbm2": 45}.get(name, 71)
 
 
-def test_unaligned_transfer_covers_every_touched_burst():
-    dram = fresh()
-    assert dram.schedule(60, 8, False, 0) == 48 + 4      # bytes 60..67: two bursts, back to back
-    assert (dram.stats.reads, dram.stats.read_bytes) == (2, 8)
+def test_reads_of_one_row_are_tccd_l_apart():
+    assert _done(DDR4, [(64 * i, 0, 0) for i in range(4)]) == [49, 57, 65, 73]
+    # the bank-group-interleaved map spreads them over bank groups: one ACT each, tRRD_S apart,
+    # then one read every tCCD_S = burst
+    assert _done(load_dram_preset("ddr4-3200-bg"), [(64 * i, 0, 0) for i in range(4)]) == [49, 53, 57, 61]
 
 
-def test_writes_use_read_timing_and_count_apart():
-    dram = fresh()
-    assert dram.schedule(0, 128, True, 0) == 52
-    assert (dram.stats.writes, dram.stats.write_bytes, dram.stats.reads, dram.stats.read_bytes) == (2, 128, 0, 0)
+def test_four_activate_window():
+    """Five reads to five banks of one rank: ACTIVATEs tRRD_S apart (1, 5, 9, 13); the fifth waits
+    for the window, 1 + tFAW = 35, and then for the command bus, which issues the fourth bank's READ
+    (13 + tRCD) at 35: 36."""
+    t = CONFIGS["ddr4_1rank"]
+    banks = [(0, 0), (1, 0), (2, 0), (3, 0), (0, 1)]              # (bank group, bank)
+    done = _done(t, [((bg << 13) | (ba << 15), 0, 0) for bg, ba in banks])
+    assert done == [a + t.tRCD + t.read_delay for a in (1, 5, 9, 13, 36)]
 
 
-# Conversion to accelerator cycles ----------------------------------------------------------------
+def test_read_of_a_buffered_write_is_forwarded_and_merges():
+    # a write waits in the write buffer (fewer than 9: no drain); a read of it completes 1 tCK later
+    done = _done(DDR4, [(0, 1, 0), (0, 0, 10), (64, 0, 10), (64, 0, 11)])
+    assert done[1] == 11
+    assert done[2] == done[3] == 11 + DDR4.tRCD + DDR4.read_delay   # two reads, one READ command
+    assert done[0] > done[2]                                         # the write drains at the end
 
 
-@pytest.mark.parametrize("clock_ghz, miss, tras_conflict", [
-    (1.0, 30, 77),     # 48 tCK = 30 ns; 122 tCK = 76.25 ns -> 77
-    (0.8, 24, 61),     # 30 ns * 0.8 = 24; 76.25 ns * 0.8 = 61
-    (1.6, 48, 122),
+def test_refresh_blocks_the_rank():
+    """A read arriving when the first refresh is due (tREFI / ranks) waits for REFRESH and tRFC."""
+    t = CONFIGS["ddr4_1rank"]
+    assert _done(t, [(0, 0, t.tREFI)]) == [t.tREFI + t.tRFC + t.tRCD + t.read_delay]
+    result = replay(t, np.array([0]), np.array([0]), np.array([3 * t.tREFI + 5]))
+    assert result.stats["refreshes"] == 3
+
+
+# The controller against DRAMsim3 --------------------------------------------------------------
+
+
+def _trace(stream):
+    lines = gzip.open(DATA / f"{stream}.trace.gz", "rt").read().split("\n")
+    rows = [line.split() for line in lines if line]
+    return (np.array([int(r[0], 16) for r in rows]), np.array([r[1] == "WRITE" for r in rows], dtype=np.int64),
+            np.array([int(r[2]) for r in rows]))
+
+
+RUNS = sorted(p.stem for p in DATA.glob("*.json"))
+
+
+@pytest.mark.parametrize("run", RUNS)
+def test_every_request_completes_when_dramsim3_says(run):
+    stream, config = run.split("@")
+    a, w, t = _trace(stream)
+    result = replay(CONFIGS[config], a, w, t)
+    reference = json.loads((DATA / f"{run}.json").read_text())
+    want = np.load(DATA / f"{run}.npz")["done"]
+    assert np.array_equal(result.done, want)
+    s = result.stats
+    assert (s["activates"], s["row_hits"], s["refreshes"], s["read_cmds"], s["write_cmds"], s["hbm_dual_cmds"]) == (
+        reference["activates"], reference["row_hits"], reference["refreshes"], reference["read_cmds"],
+        reference["write_cmds"], reference["hbm_dual_cmds"])
+    assert s["row_misses"] + s["row_conflicts"] == s["activates"]
+
+
+# tasdsim dram ----------------------------------------------------------------------------------
+
+
+def test_dram_command_json(capsys, tmp_path):
+    out = tmp_path / "done.npy"
+    assert main(["dram", "--preset", "ddr4-3200", "--set", "ranks=1", "--trace",
+                 str(DATA / "rows2_alt_1bank.trace.gz"), "--json", "--per-request", str(out)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    reference = json.loads((DATA / "rows2_alt_1bank@ddr4_1rank.json").read_text())
+    for key in ("requests", "reads", "writes", "cycles", "activates", "row_hits", "refreshes"):
+        assert doc[key] == reference[key], key
+    assert doc["mean_read_latency"] == pytest.approx(reference["mean_read_latency"])
+    assert doc["mean_write_latency"] is None
+    assert doc["bandwidth_fraction"] == pytest.approx(4096 * 64 / (doc["cycles"] * 16))
+    assert np.array_equal(np.load(out), np.load(DATA / "rows2_alt_1bank@ddr4_1rank.npz")["done"])
+
+
+@pytest.mark.parametrize("text, message", [
+    ("0x40 READ 0\n0x80 FETCH 3\n", r"t\.trace:2: operation must be READ or WRITE, got 'FETCH'"),
+    ("0x40 READ 5\n0x80 READ 3\n", r"t\.trace:2: arrival 3 is earlier than the line before's \(5\)"),
+    ("zz READ 0\n", r"t\.trace:1: address must be 0x followed by hex digits"),
+    ("0x40 READ\n", r"t\.trace:1: expected `0x<hex address> READ\|WRITE <arrival cycle>`"),
+    ("0x40 WRITE -1\n", r"t\.trace:1: arrival must be a non-negative integer"),
+    ("\n", r"t\.trace: no requests"),
 ])
-def test_conversion_to_accelerator_cycles(clock_ghz, miss, tras_conflict):
-    dram = fresh(clock_ghz=clock_ghz)
-    assert dram.schedule(0, 64, False, 0) == miss
-    assert dram.schedule(ROW_STRIDE, 64, False, 0) == tras_conflict
+def test_bad_trace_is_one_line_naming_file_and_line(capsys, tmp_path, text, message):
+    path = tmp_path / "t.trace"
+    path.write_text(text)
+    assert main(["dram", "--preset", "hbm2", "--trace", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("tasdsim dram: error: ")
+    import re
+    assert re.search(message, err), err
 
 
-def test_arrival_converts_to_the_next_tck():
-    # At 1 GHz, cycle 3 = 3 ns = 4.8 tCK -> starts at tCK 5, ends at 5 + 48 = 53 tCK = 33.125 ns -> 34.
-    assert fresh(clock_ghz=1.0).schedule(0, 64, False, 3) == 34
-    # Cycle 5 = 8 tCK exactly -> 56 tCK = 35 ns.
-    assert fresh(clock_ghz=1.0).schedule(0, 64, False, 5) == 35
-
-
-def test_simpy_transfer_is_one_timeout_and_counts_busy_union():
-    env = simpy.Environment()
-    dram = Dram(env, DDR4, TCK_CLOCK)
-    log = []
-
-    def client(address, start):
-        yield env.timeout(start)
-        yield env.process(dram.transfer(address, 64, False))
-        log.append((address, env.now))
-
-    env.process(client(0, 0))
-    env.process(client(ROW_STRIDE, 0))
-    env.process(client(DDR4.row_bytes, 200))
-    env.run()
-    assert log == [(0, 48), (ROW_STRIDE, 122), (DDR4.row_bytes, 248)]
-    assert dram.stats.busy_cycles == 122 + 48           # [0, 122) and [200, 248)
-
-
-def test_ideal_mode_takes_no_time_but_counts_bytes():
-    dram = fresh(ideal=True)
-    assert dram.schedule(0, 1000, False, 7) == 7
-    assert dram.schedule(ROW_STRIDE, 64, True, 7) == 7
-    assert dram.stats == DramStats(reads=16, writes=1, read_bytes=1000, write_bytes=64)
-
-
-def test_requests_must_arrive_in_time_order():
-    dram = fresh()
-    dram.schedule(0, 64, False, 10)
-    with pytest.raises(ValueError, match="time order"):
-        dram.schedule(0, 64, False, 9)
-
-
-# Row statistics --------------------------------------------------------------------------------
-
-
-def test_row_hit_miss_conflict_counts():
-    dram = fresh()
-    dram.schedule(0, 256, False, 0)               # bank 0 row 0: 1 miss + 3 hits
-    dram.schedule(ROW_STRIDE, 64, False, 100)     # bank 0 row 1: conflict
-    dram.schedule(DDR4.row_bytes, 64, False, 200)  # bank group 1, row 0: miss
-    dram.schedule(64, 64, True, 300)              # bank 0 row 0 again: conflict
-    s = dram.stats
-    assert (s.row_hits, s.row_misses, s.row_conflicts, s.activates, s.precharges) == (3, 2, 2, 4, 2)
-    assert (s.reads, s.writes, s.read_bytes, s.write_bytes) == (6, 1, 384, 64)
-
-
-def test_sequential_transfer_stays_in_open_rows():
-    dram = fresh(HBM2, 1.0)
-    dram.schedule(0, 1 << 20, False, 0)
-    bursts = (1 << 20) // HBM2.burst_bytes
-    rows = (1 << 20) // HBM2.row_bytes              # each row opened once, on its channel
-    assert (dram.stats.row_misses + dram.stats.row_conflicts, dram.stats.row_hits) == (rows, bursts - rows)
-
-
-# Bandwidth bound and channel scaling -------------------------------------------------------------
-
-timings = st.sampled_from([DDR4, HBM2])
-
-
-@FAST
-@given(timings, st.integers(0, 1 << 30), st.integers(1, 1 << 20), st.sampled_from([1, 2, 3, 4, 8, 16]),
-       st.sampled_from([0.5, 0.8, 1.0, 1.6, 2.0]))
-def test_sequential_transfer_closed_form(timing, address, nbytes, channels, clock_ghz):
-    """From a fresh DRAM: tRCD + CL + ceil(bursts / channels) * BL/2 tCK, never below bytes / peak."""
-    t = timing.with_channels(channels)
-    bursts = (address + nbytes - 1) // t.burst_bytes - address // t.burst_bytes + 1
-    tck = t.trcd + t.cl + math.ceil(bursts / channels) * t.burst_length // 2
-    cycles = fresh(t, clock_ghz).schedule(address, nbytes, False, 0)
-    assert cycles == math.ceil(tck * t.tck_ns * clock_ghz - 1e-9)
-    assert cycles >= min_transfer_cycles(t, nbytes, clock_ghz)
-
-
-@pytest.mark.parametrize("timing", [DDR4, HBM2])
-def test_long_sequential_transfer_approaches_peak(timing):
-    nbytes = 4 << 20
-    cycles = fresh(timing, 1.0).schedule(0, nbytes, False, 0)
-    bound = min_transfer_cycles(timing, nbytes, 1.0)
-    assert bound == math.ceil(nbytes / (timing.peak_bytes_per_ns_per_channel * timing.channels))
-    assert bound <= cycles < 1.01 * bound
-
-
-transfers = st.lists(st.tuples(st.integers(0, 1 << 26), st.integers(1, 1 << 15), st.booleans(),
-                               st.integers(0, 3000)), min_size=1, max_size=12)
-
-
-@FAST
-@given(timings, st.sampled_from([1, 2, 4, 8]), transfers)
-def test_no_transfer_beats_peak_bandwidth(timing, channels, seq):
-    t = timing.with_channels(channels)
-    dram, now = fresh(t, 1.0), 0
-    for address, nbytes, write, gap in seq:
-        now += gap
-        assert dram.schedule(address, nbytes, write, now) - now >= min_transfer_cycles(t, nbytes, 1.0)
-
-
-@FAST
-@given(timings, st.integers(0, 1 << 30), st.integers(1, 1 << 20), st.sampled_from([0.8, 1.0, 2.0]))
-def test_more_channels_never_slower_for_one_transfer(timing, address, nbytes, clock_ghz):
-    cycles = [fresh(timing.with_channels(c), clock_ghz).schedule(address, nbytes, False, 0) for c in range(1, 17)]
-    assert cycles == sorted(cycles, reverse=True)
-
-
-@FAST
-@given(timings, st.lists(st.integers(1, 128).map(lambda n: n * 1024), min_size=1, max_size=3),
-       st.integers(1, 10), st.sampled_from(["serial", "together", "gaps"]), st.randoms(use_true_random=False))
-def test_more_channels_never_slower_for_stripe_aligned_tiles(timing, sizes, ntiles, mode, rng):
-    """Tiles of whole 1 KiB stripes (a burst on each of 16 channels) whose bases are aligned to
-    row_bytes x 16 (a row on every channel of the widest configuration), from up to three
-    interleaved streams (weights, inputs, outputs). Tiles smaller than a stripe can be slower on
-    more channels (see the next test)."""
-    stripe = timing.row_bytes * 16
-    slots = [-(-size // stripe) * stripe for size in sizes]
-    bases = [rng.randrange(1 << 12) * stripe for _ in sizes]
-    seq = [(bases[s] + k * slots[s], sizes[s], s == 2, rng.randrange(3000))
-           for k in range(ntiles) for s in range(len(sizes))]
-    cycles = [run_sequence(timing.with_channels(c), seq, mode) for c in (1, 2, 4, 8, 16)]
-    assert cycles == sorted(cycles, reverse=True)
-
-
-def test_small_unaligned_tiles_can_be_slower_with_more_channels():
-    """Documented limit: two serial 64 B tiles. One channel: miss then row hit (48 + 26 tCK = 74 tCK
-    = 46.25 ns). Two channels: the second tile lands on the other channel's closed bank (48 + 48 tCK
-    = 60 ns). Real DRAM behaves the same; the DMA aligns tiles to avoid it."""
-    seq = [(0, 64, False, 0), (64, 64, False, 0)]
-    assert run_sequence(DDR4, seq, "serial") == 47
-    assert run_sequence(DDR4.with_channels(2), seq, "serial") == 60
-
-
-# Determinism -------------------------------------------------------------------------------------
-
-
-def test_identical_results_on_every_run():
-    rng = random.Random(1)
-    seq = [(rng.randrange(1 << 24), rng.randrange(1, 1 << 14), rng.random() < 0.3, rng.randrange(500))
-           for _ in range(200)]
-
-    def once():
-        dram, now, finishes = fresh(HBM2, 0.8), 0, []
-        for address, nbytes, write, gap in seq:
-            now += gap
-            finishes.append(dram.schedule(address, nbytes, write, now))
-        return finishes, dram.stats
-
-    assert once() == once()
+def test_bad_override_names_the_key(capsys):
+    assert main(["dram", "--preset", "ddr4-3200", "--set", "ranks=3", "--trace", str(DATA / "rows2_alt_1bank.trace.gz")]) == 2
+    assert "ranks: must be a power of two, got 3" in capsys.readouterr().err
