@@ -5,12 +5,14 @@ import argparse
 
 import numpy as np
 
+from tasdsim.simulator import model_inputs
 from tasdsim.simulator.output import print_json, print_table
 from tasdsim.traces import layer_tensors, tensors
 from tasdsim.traces.decompose import decompose
 from tasdsim.common import TasdsimError
 from tasdsim.traces.metrics import quality, reduction_size
 from tasdsim.traces.nm_format import save_terms
+from tasdsim.traces.onnx_model import operand_tensors
 from tasdsim.traces.patterns import parse_pattern_set, parse_series
 from tasdsim.traces.search import (Choice, apply_model_budget, candidate_series, choose, parse_constraint,
                            weighted_metric)
@@ -57,7 +59,12 @@ def run_decompose(args: argparse.Namespace) -> int:
 
 
 def _layers_and_weights(args: argparse.Namespace) -> list[tuple[Layer, np.ndarray | None]]:
-    """The layers to search with their weight tensors (real from --weights, else synthetic)."""
+    """The layers to search with their weight tensors (real from --weights or an ONNX workload, else
+    synthetic)."""
+    onnx_path = args.weights if model_inputs.is_onnx(args.weights) else args.workload
+    if model_inputs.is_onnx(onnx_path):
+        model = model_inputs.onnx_model(args, onnx_path)
+        return [(layer, model.weights(layer.name)) for layer in model.workload.layers]
     if args.weights:
         real = tensors.load_tensors(args.weights)
         workload = layers_from_weight_shapes({k: v.shape for k, v in real.items()}, args.seq_len if args.seq_len is not None else DEFAULT_TOKENS,
@@ -68,7 +75,9 @@ def _layers_and_weights(args: argparse.Namespace) -> list[tuple[Layer, np.ndarra
             for layer in workload.layers]
 
 
-def _activations(args: argparse.Namespace, layer: Layer) -> np.ndarray:
+def _activations(args: argparse.Namespace, layer: Layer, captured: dict[str, np.ndarray] | None) -> np.ndarray:
+    if captured is not None:
+        return captured[layer.name]
     if args.activations:
         act = tensors.load_tensor(f"{args.activations}:{layer.name}")
         if act.ndim != 2 or act.shape[1] != layer.k:
@@ -84,7 +93,13 @@ def search_choices(args: argparse.Namespace) -> list[Choice]:
     candidates = candidate_series(parse_pattern_set(args.patterns), args.max_terms)
     operands = ["weights", "activations"] if args.operand == "both" else [args.operand]
     choices = []
-    for layer, weights in _layers_and_weights(args):
+    layers = _layers_and_weights(args)
+    captured = None
+    onnx_path = args.weights if model_inputs.is_onnx(args.weights) else args.workload
+    if "activations" in operands and model_inputs.is_onnx(onnx_path) and not args.activations:
+        captured = operand_tensors(model_inputs.onnx_model(args, onnx_path), "activations",
+                                   [layer.name for layer, _ in layers], args.sample, args.seed)
+    for layer, weights in layers:
         for operand in operands:
             if operand == "weights":
                 if weights is None:
@@ -93,7 +108,7 @@ def search_choices(args: argparse.Namespace) -> list[Choice]:
                                                       args.seed)
                 tensor, axis = weights, _weight_axis(weights)
             else:
-                tensor, axis = _activations(args, layer), 1
+                tensor, axis = _activations(args, layer, captured), 1
                 samples = _weight_matrix(weights, layer, args.seed)
             choices.append(choose(layer.name, operand, layer.macs, tensor, candidates, constraint,
                                   samples, axis, exhaustive=args.budget))

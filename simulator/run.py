@@ -4,9 +4,12 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait as wait_for_ends
+
+import numpy as np
 
 from tasdsim.simulator.config import HwConfig, hw_from_dict
 from tasdsim.simulator.energy import EnergyTable, edp, layer_energy, load_energy
@@ -16,7 +19,7 @@ from tasdsim.simulator.timeline import Timeline
 from tasdsim.traces import layer_tensors
 from tasdsim.common import TasdsimError
 from tasdsim.traces.generate import Tiling, generate, plan
-from tasdsim.traces.patterns import DENSE, Series, parse_series
+from tasdsim.traces.patterns import DENSE, Series, parse_pattern, parse_series, runs_on
 from tasdsim.traces.search import Constraint, candidate_series, choose
 from tasdsim.traces.decompose import normalize_axis
 from tasdsim.traces.metrics import reduction_size
@@ -43,19 +46,26 @@ def sparse_patterns(hw: HwConfig) -> tuple:
 
 
 def choose_series(layer: Layer, hw: HwConfig, tasd: str, operand: str, constraint: Constraint, max_terms: int,
-                  seed: int, act_sparsity: float) -> LayerSeries:
-    """`none`: dense; a series: that series on `operand`; `auto`: TASDER over the hardware's patterns
-    on the layer's seeded synthetic tensors."""
+                  seed: int, act_sparsity: float, tensor: np.ndarray | None = None,
+                  weights_kind: str = "gaussian") -> LayerSeries:
+    """`none`: dense, or the weight pattern the layer declares (a topology's Sparsity column) when
+    the hardware runs it; a series: that series on `operand`; `auto`: TASDER over the hardware's
+    patterns (activations only with TASD units to decompose them) on `tensor` (the layer's real weights or activation rows) or, without it, on seeded
+    synthetic ones (`weights_kind` weights, ReLU-like activations)."""
     if tasd == "none":
+        if layer.sparsity and runs_on(parse_pattern(layer.sparsity), hw.pe_array.patterns):
+            return LayerSeries(weights=parse_series(layer.sparsity))
         return LayerSeries()
     if tasd == "auto":
         patterns = sparse_patterns(hw)
-        if not patterns or (operand == "weights" and layer.weight_shape is None):
+        if not patterns or (operand == "weights" and layer.weight_shape is None) or (
+                operand == "activations" and hw.tasd_units.count == 0):  # no TASD units: TASD-A cannot run
             return LayerSeries()
-        if operand == "weights":
-            tensor, axis = layer_tensors.synthetic_weights(layer, seed), None
-        else:
-            tensor, axis = layer_tensors.synthetic_activations(layer, seed, act_sparsity), 1
+        axis = None if operand == "weights" else 1
+        if tensor is None and operand == "weights":
+            tensor = layer_tensors.synthetic_weights(layer, seed, weights_kind)
+        elif tensor is None:
+            tensor = layer_tensors.synthetic_activations(layer, seed, act_sparsity)
         samples = None
         if constraint.metric == "output_error":
             samples = layer_tensors.sample_inputs(reduction_size(tensor.shape, normalize_axis(tensor.shape, axis)), seed)
@@ -67,12 +77,15 @@ def choose_series(layer: Layer, hw: HwConfig, tasd: str, operand: str, constrain
 
 
 def choose_all_series(layers: list[Layer], hw: HwConfig, tasd: str, operand: str, constraint: Constraint,
-                      max_terms: int, seed: int, act_sparsity: float) -> list[LayerSeries]:
-    """choose_series for every layer, in layer order. With `auto` the layers' searches run on a
-    thread pool (the Numba kernels and numpy's generators release the GIL); each layer's result
-    depends only on the layer, so it is the same as one by one."""
+                      max_terms: int, seed: int, act_sparsity: float,
+                      tensors: Mapping[str, np.ndarray] | None = None,
+                      weights_kind: str = "gaussian") -> list[LayerSeries]:
+    """choose_series for every layer, in layer order, on `tensors` (by layer name) where given. With
+    `auto` the layers' searches run on a thread pool (the Numba kernels and numpy's generators
+    release the GIL); each layer's result depends only on the layer, so it is the same as one by one."""
     def pick(layer: Layer) -> LayerSeries:
-        return choose_series(layer, hw, tasd, operand, constraint, max_terms, seed, act_sparsity)
+        return choose_series(layer, hw, tasd, operand, constraint, max_terms, seed, act_sparsity,
+                             (tensors or {}).get(layer.name), weights_kind)
 
     if tasd != "auto" or len(layers) < 2:
         return [pick(layer) for layer in layers]

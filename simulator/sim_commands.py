@@ -7,7 +7,7 @@ import json
 import os
 import sys
 
-from tasdsim.simulator import functional
+from tasdsim.simulator import functional, model_inputs
 from tasdsim.components.dram import load_dram_preset
 from tasdsim.simulator import plots
 from tasdsim.simulator.config import HwConfig, load_hw
@@ -27,15 +27,19 @@ from tasdsim.traces.workloads import Layer, gemm_layer, load_workload
 def _layers(args: argparse.Namespace) -> list[Layer]:
     if args.gemm:
         return [gemm_layer(args.gemm)]
-    workload = load_workload(args.workload, batch=args.batch, seq_len=args.seq_len)
+    if model_inputs.is_onnx(args.workload):
+        workload = model_inputs.onnx_model(args, args.workload).workload
+    else:
+        workload = load_workload(args.workload, batch=args.batch, seq_len=args.seq_len)
     if args.layers:
         workload = workload.select([n.strip() for n in args.layers.split(",") if n.strip()])
     return list(workload.layers)
 
 
 def _series(args: argparse.Namespace, layer: Layer, hw: HwConfig) -> LayerSeries:
+    tensors = model_inputs.real_tensors(args, [layer], args.operand) if args.tasd == "auto" else None
     return choose_series(layer, hw, args.tasd, args.operand, parse_constraint(args.quality), args.max_terms,
-                         args.seed, args.act_sparsity)
+                         args.seed, args.act_sparsity, (tensors or {}).get(layer.name))
 
 
 def run_simulate(args: argparse.Namespace) -> int:
@@ -61,8 +65,9 @@ def run_simulate(args: argparse.Namespace) -> int:
         else:
             chosen = _timeline_layers(args)
             todo = _layers(args)
+            tensors = model_inputs.real_tensors(args, todo, args.operand) if args.tasd == "auto" else None
             series = choose_all_series(todo, hw, args.tasd, args.operand, parse_constraint(args.quality),
-                                       args.max_terms, args.seed, args.act_sparsity)
+                                       args.max_terms, args.seed, args.act_sparsity, tensors)
             if timeline is None:
                 layers = simulate_layers(todo, hw, series, ideal, table, _jobs(args))
             else:
