@@ -31,7 +31,11 @@ def build_parser() -> argparse.ArgumentParser:
                                         "(synthetic weights)")
     src.add_argument("--weights", help="a model's .onnx (its layers and initializers), or .npz or .safetensors: "
                                        "every 2-D/4-D weight is a layer")
-    p.add_argument("--patterns", required=True, help='patterns the hardware supports, such as "1:4,2:4"')
+    p.add_argument("--patterns", help='patterns the hardware supports, such as "1:4,2:4" (default: --hw\'s)')
+    p.add_argument("--hw", help="target hardware preset or YAML path (needed by --objective edp)")
+    p.add_argument("--objective", choices=["compute", "edp"], default="compute",
+                   help="rank the series that meet --quality by compute density (default) or by the layer's "
+                        "simulated EDP on --hw (real memory)")
     p.add_argument("--max-terms", type=int, default=2, help="most terms in a series (default 2)")
     p.add_argument("--quality", required=True, help='constraint such as "relative_error<=0.3" or "kept_magnitude>=0.9"')
     p.add_argument("--operand", choices=["weights", "activations", "both"], default="weights")
@@ -85,8 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_layer_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tasd", default="none", help='none, auto (TASDER on the hardware\'s patterns) or a series "2:4+1:4"')
-    p.add_argument("--operand", choices=["weights", "activations"], default="weights",
-                   help="the operand TASD decomposes (default weights)")
+    p.add_argument("--operand", choices=["weights", "activations", "both"], default="weights",
+                   help="the operand TASD decomposes (default weights; both: TASDER picks one per layer)")
+    p.add_argument("--objective", choices=["compute", "edp"], default="compute",
+                   help="--tasd auto: cheapest compute density (default) or lowest simulated EDP per layer")
     p.add_argument("--memory", choices=["real", "ideal"], default="real",
                    help="ideal: no memory stalls and unbounded buffers (for validation)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",

@@ -37,9 +37,13 @@ def onnx_model(args: argparse.Namespace, path: str) -> OnnxModel:
     return model
 
 
-def real_tensors(args: argparse.Namespace, layers: list[Layer], operand: str) -> dict[str, np.ndarray] | None:
-    """The layers' real tensors for `operand` when the workload is an ONNX model, else None."""
+def real_tensors(args: argparse.Namespace, layers: list[Layer],
+                 operand: str) -> dict[str, dict[str, np.ndarray]] | None:
+    """The layers' real tensors (operand -> layer name -> tensor) for `operand` (weights,
+    activations or both) when the workload is an ONNX model, else None."""
     if not is_onnx(getattr(args, "workload", None)):
         return None
     model = load_onnx(args.workload, parse_input_shapes(args.input_shape), args.batch, args.seq_len)
-    return operand_tensors(model, operand, [layer.name for layer in layers], args.sample, args.seed)
+    names = [layer.name for layer in layers]
+    return {op: operand_tensors(model, op, names, args.sample, args.seed)
+            for op in (("weights", "activations") if operand == "both" else (operand,))}

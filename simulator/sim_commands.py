@@ -14,8 +14,8 @@ from tasdsim.simulator.config import HwConfig, load_hw
 from tasdsim.simulator.energy import load_energy
 from tasdsim.simulator.timeline import Timeline
 from tasdsim.simulator.output import print_json, print_table
-from tasdsim.simulator.run import (LayerSeries, choose_all_series, choose_series, simulate_layer, simulate_layers,
-                           simulate_trace, trace_header)
+from tasdsim.simulator.run import (EdpObjective, LayerSeries, choose_all_series, choose_series, simulate_layer,
+                                   simulate_layers, simulate_trace, trace_header)
 from tasdsim.simulator.stats import STALL_CAUSES, LayerStats, total
 from tasdsim.common import TasdsimError
 from tasdsim.traces.generate import generate, plan
@@ -39,7 +39,14 @@ def _layers(args: argparse.Namespace) -> list[Layer]:
 def _series(args: argparse.Namespace, layer: Layer, hw: HwConfig) -> LayerSeries:
     tensors = model_inputs.real_tensors(args, [layer], args.operand) if args.tasd == "auto" else None
     return choose_series(layer, hw, args.tasd, args.operand, parse_constraint(args.quality), args.max_terms,
-                         args.seed, args.act_sparsity, (tensors or {}).get(layer.name))
+                         args.seed, args.act_sparsity, {op: t[layer.name] for op, t in (tensors or {}).items()
+                                                         if layer.name in t},
+                         objective=_objective(args))
+
+
+def _objective(args: argparse.Namespace) -> EdpObjective | None:
+    """--objective edp: TASDER ranks by the layer's simulated EDP on the same hardware and memory."""
+    return EdpObjective(args.memory == "ideal", load_energy(args.energy)) if args.objective == "edp" else None
 
 
 def run_simulate(args: argparse.Namespace) -> int:
@@ -67,7 +74,8 @@ def run_simulate(args: argparse.Namespace) -> int:
             todo = _layers(args)
             tensors = model_inputs.real_tensors(args, todo, args.operand) if args.tasd == "auto" else None
             series = choose_all_series(todo, hw, args.tasd, args.operand, parse_constraint(args.quality),
-                                       args.max_terms, args.seed, args.act_sparsity, tensors)
+                                       args.max_terms, args.seed, args.act_sparsity, tensors,
+                                       objective=_objective(args))
             if timeline is None:
                 layers = simulate_layers(todo, hw, series, ideal, table, _jobs(args))
             else:
