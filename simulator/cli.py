@@ -6,7 +6,7 @@ import os
 import sys
 
 import tasdsim
-from tasdsim.simulator import dram_commands, sweep_run, train_commands, validate
+from tasdsim.simulator import dram_commands, model_inputs, sweep_run, train_commands, validate
 from tasdsim.common import TasdsimError
 
 
@@ -27,9 +27,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("search", help="TASDER: choose the cheapest supported series per layer")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--workload", help="bundled workload name or YAML path (synthetic weights)")
-    src.add_argument("--weights", help="a model's .npz or .safetensors: every 2-D/4-D weight is a layer")
-    p.add_argument("--patterns", required=True, help='patterns the hardware supports, such as "1:4,2:4"')
+    src.add_argument("--workload", help="bundled workload name, YAML, .onnx (its weights) or SCALE-Sim .csv path "
+                                        "(synthetic weights)")
+    src.add_argument("--weights", help="a model's .onnx (its layers and initializers), or .npz or .safetensors: "
+                                       "every 2-D/4-D weight is a layer")
+    p.add_argument("--patterns", help='patterns the hardware supports, such as "1:4,2:4" (default: --hw\'s)')
+    p.add_argument("--hw", help="target hardware preset or YAML path (needed by --objective edp)")
+    p.add_argument("--objective", choices=["compute", "edp"], default="compute",
+                   help="rank the series that meet --quality by compute density (default) or by the layer's "
+                        "simulated EDP on --hw (real memory)")
     p.add_argument("--max-terms", type=int, default=2, help="most terms in a series (default 2)")
     p.add_argument("--quality", required=True, help='constraint such as "relative_error<=0.3" or "kept_magnitude>=0.9"')
     p.add_argument("--operand", choices=["weights", "activations", "both"], default="weights")
@@ -42,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seq-len", type=int, default=None, help="tokens per sequence (workload; default 128 for --weights)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    model_inputs.add_model_options(p)
 
     p = sub.add_parser("simulate", help="run layers on a simulated accelerator, cycle by cycle")
     p.add_argument("--hw", help="hardware preset name or YAML path (with --trace: default the trace's own)")
@@ -83,8 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_layer_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tasd", default="none", help='none, auto (TASDER on the hardware\'s patterns) or a series "2:4+1:4"')
-    p.add_argument("--operand", choices=["weights", "activations"], default="weights",
-                   help="the operand TASD decomposes (default weights)")
+    p.add_argument("--operand", choices=["weights", "activations", "both"], default="weights",
+                   help="the operand TASD decomposes (default weights; both: TASDER picks one per layer)")
+    p.add_argument("--objective", choices=["compute", "edp"], default="compute",
+                   help="--tasd auto: cheapest compute density (default) or lowest simulated EDP per layer")
     p.add_argument("--memory", choices=["real", "ideal"], default="real",
                    help="ideal: no memory stalls and unbounded buffers (for validation)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -95,6 +104,7 @@ def _add_layer_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", type=int, default=None, help="workload batch size")
     p.add_argument("--seq-len", type=int, default=None, help="workload sequence length")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic tensors TASDER searches on")
+    model_inputs.add_model_options(p)
 
 
 def main(argv: list[str] | None = None) -> int:

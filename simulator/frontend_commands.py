@@ -5,15 +5,19 @@ import argparse
 
 import numpy as np
 
+from tasdsim.simulator import model_inputs
 from tasdsim.simulator.output import print_json, print_table
 from tasdsim.traces import layer_tensors, tensors
 from tasdsim.traces.decompose import decompose
 from tasdsim.common import TasdsimError
 from tasdsim.traces.metrics import quality, reduction_size
 from tasdsim.traces.nm_format import save_terms
-from tasdsim.traces.patterns import parse_pattern_set, parse_series
-from tasdsim.traces.search import (Choice, apply_model_budget, candidate_series, choose, parse_constraint,
-                           weighted_metric)
+from tasdsim.traces.onnx_model import operand_tensors
+from tasdsim.simulator.config import HwConfig, load_hw
+from tasdsim.simulator.run import EdpObjective, LayerSeries, sparse_patterns
+from tasdsim.traces.patterns import DENSE, Series, parse_pattern_set, parse_series
+from tasdsim.traces.search import (Choice, Constraint, apply_model_budget, candidate_series, choose,
+                                   parse_constraint, weighted_metric)
 from tasdsim.traces.workloads import Layer, layers_from_weight_shapes, load_workload
 
 DEFAULT_TOKENS = 128  # M of every layer of a model file when --seq-len is not given
@@ -57,7 +61,12 @@ def run_decompose(args: argparse.Namespace) -> int:
 
 
 def _layers_and_weights(args: argparse.Namespace) -> list[tuple[Layer, np.ndarray | None]]:
-    """The layers to search with their weight tensors (real from --weights, else synthetic)."""
+    """The layers to search with their weight tensors (real from --weights or an ONNX workload, else
+    synthetic)."""
+    onnx_path = args.weights if model_inputs.is_onnx(args.weights) else args.workload
+    if model_inputs.is_onnx(onnx_path):
+        model = model_inputs.onnx_model(args, onnx_path)
+        return [(layer, model.weights(layer.name)) for layer in model.workload.layers]
     if args.weights:
         real = tensors.load_tensors(args.weights)
         workload = layers_from_weight_shapes({k: v.shape for k, v in real.items()}, args.seq_len if args.seq_len is not None else DEFAULT_TOKENS,
@@ -68,7 +77,9 @@ def _layers_and_weights(args: argparse.Namespace) -> list[tuple[Layer, np.ndarra
             for layer in workload.layers]
 
 
-def _activations(args: argparse.Namespace, layer: Layer) -> np.ndarray:
+def _activations(args: argparse.Namespace, layer: Layer, captured: dict[str, np.ndarray] | None) -> np.ndarray:
+    if captured is not None:
+        return captured[layer.name]
     if args.activations:
         act = tensors.load_tensor(f"{args.activations}:{layer.name}")
         if act.ndim != 2 or act.shape[1] != layer.k:
@@ -81,10 +92,23 @@ def _activations(args: argparse.Namespace, layer: Layer) -> np.ndarray:
 def search_choices(args: argparse.Namespace) -> list[Choice]:
     """Run TASDER over the layers for the operands asked; returns one Choice per layer and operand."""
     constraint = parse_constraint(args.quality)
-    candidates = candidate_series(parse_pattern_set(args.patterns), args.max_terms)
+    hw = load_hw(args.hw) if args.hw else None
+    if args.objective == "edp" and (hw is None or args.budget):
+        raise TasdsimError("--objective edp needs --hw (the hardware whose EDP it ranks) and no --budget")
+    if not args.patterns and hw is None:
+        raise TasdsimError("give --patterns (such as 1:4,2:4) or --hw")
+    patterns = parse_pattern_set(args.patterns) if args.patterns else sparse_patterns(hw)
+    candidates = candidate_series(patterns, args.max_terms)
+    objective = EdpObjective(ideal_memory=False) if args.objective == "edp" else None
     operands = ["weights", "activations"] if args.operand == "both" else [args.operand]
     choices = []
-    for layer, weights in _layers_and_weights(args):
+    layers = _layers_and_weights(args)
+    captured = None
+    onnx_path = args.weights if model_inputs.is_onnx(args.weights) else args.workload
+    if "activations" in operands and model_inputs.is_onnx(onnx_path) and not args.activations:
+        captured = operand_tensors(model_inputs.onnx_model(args, onnx_path), "activations",
+                                   [layer.name for layer, _ in layers], args.sample, args.seed)
+    for layer, weights in layers:
         for operand in operands:
             if operand == "weights":
                 if weights is None:
@@ -93,10 +117,11 @@ def search_choices(args: argparse.Namespace) -> list[Choice]:
                                                       args.seed)
                 tensor, axis = weights, _weight_axis(weights)
             else:
-                tensor, axis = _activations(args, layer), 1
+                tensor, axis = _activations(args, layer, captured), 1
                 samples = _weight_matrix(weights, layer, args.seed)
-            choices.append(choose(layer.name, operand, layer.macs, tensor, candidates, constraint,
-                                  samples, axis, exhaustive=args.budget))
+            choice = choose(layer.name, operand, layer.macs, tensor, candidates, constraint, samples, axis,
+                            exhaustive=args.budget or objective is not None)
+            choices.append(choice if objective is None else _lowest_edp(choice, layer, hw, objective, constraint))
     if not choices:
         raise TasdsimError("no layer has an operand to search")
     if args.budget:
@@ -104,6 +129,20 @@ def search_choices(args: argparse.Namespace) -> list[Choice]:
                       for op in operands}
         choices = [c for op in operands for c in by_operand[op]]
     return choices
+
+
+def _lowest_edp(choice: Choice, layer: Layer, hw: HwConfig, objective: EdpObjective,
+                constraint: Constraint) -> Choice:
+    """The candidate that meets the constraint (or dense) with the lowest simulated EDP of the layer."""
+    dense = Series((DENSE,))
+    values = {str(dense): 1.0 if constraint.metric == "kept_magnitude" else 0.0}
+    values.update({str(s): v for s, v in choice.tried if constraint.holds(v)})
+    options = [dense, *(s for s, v in choice.tried if constraint.holds(v))]
+    as_layer = [LayerSeries(weights=s) if choice.operand == "weights" else LayerSeries(activations=s) for s in options]
+    best = objective.best(layer, hw, as_layer)
+    series = best.weights if choice.operand == "weights" else best.activations
+    return Choice(choice.name, choice.operand, choice.macs, series, values[str(series)], len(options) == 1,
+                  choice.tried)
 
 
 def _weight_axis(weights: np.ndarray) -> int:
@@ -128,7 +167,8 @@ def run_search(args: argparse.Namespace) -> int:
     before = sum(macs.values())
     after = sum(macs[name] * d for name, d in density.items())
     result = {
-        "patterns": args.patterns,
+        "patterns": args.patterns or ",".join(str(p) for p in sparse_patterns(load_hw(args.hw))),
+        "objective": args.objective,
         "quality": str(constraint),
         "max_terms": args.max_terms,
         "budget": "model" if args.budget else "layer",

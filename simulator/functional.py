@@ -279,6 +279,8 @@ def requested(args: argparse.Namespace) -> bool:
     extra = [name for name in ("weights", "inputs", "dump_output") if getattr(args, name, None)]
     if extra and not getattr(args, "functional", False):
         raise TasdsimError(f"--{extra[0].replace('_', '-')} needs --functional")
+    if getattr(args, "functional", False) and args.operand == "both":
+        raise TasdsimError("--functional decomposes one operand: --operand weights or activations")
     if getattr(args, "functional", False) and (args.workload or args.trace):
         raise TasdsimError("--functional runs one layer from --gemm MxNxK or --weights/--inputs, "
                            f"not --{'workload' if args.workload else 'trace'}")

@@ -5,9 +5,12 @@ import copy
 import multiprocessing
 import os
 import signal
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait as wait_for_ends
+
+import numpy as np
 
 from tasdsim.simulator.config import HwConfig, hw_from_dict
 from tasdsim.simulator.energy import EnergyTable, edp, layer_energy, load_energy
@@ -17,8 +20,8 @@ from tasdsim.simulator.timeline import Timeline
 from tasdsim.traces import layer_tensors
 from tasdsim.common import TasdsimError
 from tasdsim.traces.generate import BufferPlan, Tiling, generate, plan
-from tasdsim.traces.patterns import DENSE, Series, parse_series
-from tasdsim.traces.search import Constraint, candidate_series, choose
+from tasdsim.traces.patterns import DENSE, Series, parse_pattern, parse_series, runs_on
+from tasdsim.traces.search import Choice, Constraint, candidate_series, choose
 from tasdsim.traces.decompose import normalize_axis
 from tasdsim.traces.metrics import reduction_size
 from tasdsim.traces.trace_file import TraceHeader, TraceReader
@@ -44,36 +47,72 @@ def sparse_patterns(hw: HwConfig) -> tuple:
 
 
 def choose_series(layer: Layer, hw: HwConfig, tasd: str, operand: str, constraint: Constraint, max_terms: int,
-                  seed: int, act_sparsity: float) -> LayerSeries:
-    """`none`: dense; a series: that series on `operand`; `auto`: TASDER over the hardware's patterns
-    on the layer's seeded synthetic tensors."""
+                  seed: int, act_sparsity: float, tensors: Mapping[str, np.ndarray] | None = None,
+                  weights_kind: str = "gaussian", objective: EdpObjective | None = None) -> LayerSeries:
+    """The layer's series on `operand` (weights, activations, or both: TASDER picks one of the two).
+
+    `none`: dense, or the weight pattern the layer declares (a topology's Sparsity column) when the
+    hardware runs it. A series: that series. `auto`: TASDER over the hardware's patterns (activations
+    only with TASD units) on the layer's real tensors (`tensors`: operand -> tensor) or seeded
+    synthetic ones (`weights_kind` weights, ReLU-like activations): the cheapest compute density that
+    meets `constraint`, or with `objective` the lowest simulated EDP among those that meet it and dense."""
     if tasd == "none":
+        if layer.sparsity and runs_on(parse_pattern(layer.sparsity), hw.pe_array.patterns):
+            return LayerSeries(weights=parse_series(layer.sparsity))
         return LayerSeries()
-    if tasd == "auto":
-        patterns = sparse_patterns(hw)
-        if not patterns or (operand == "weights" and layer.weight_shape is None):
-            return LayerSeries()
-        if operand == "weights":
-            tensor, axis = layer_tensors.synthetic_weights(layer, seed), None
-        else:
-            tensor, axis = layer_tensors.synthetic_activations(layer, seed, act_sparsity), 1
-        samples = None
-        if constraint.metric == "output_error":
-            samples = layer_tensors.sample_inputs(reduction_size(tensor.shape, normalize_axis(tensor.shape, axis)), seed)
-        series = choose(layer.name, operand, layer.macs, tensor, candidate_series(patterns, max_terms), constraint,
-                        samples, axis).series
-    else:
+    if tasd != "auto":
+        if operand == "both":
+            raise TasdsimError("operand both needs tasd auto: a given series runs on weights or on activations")
         series = parse_series(tasd)
-    return LayerSeries(weights=series) if operand == "weights" else LayerSeries(activations=series)
+        return LayerSeries(weights=series) if operand == "weights" else LayerSeries(activations=series)
+    options = []
+    for op in ("weights", "activations") if operand == "both" else (operand,):
+        choice = _tasder(layer, hw, op, constraint, max_terms, seed, act_sparsity, (tensors or {}).get(op),
+                         weights_kind, exhaustive=objective is not None)
+        if choice is None:
+            continue
+        chosen = [s for s, value in choice.tried if constraint.holds(value)] if objective else [choice.series]
+        options += [LayerSeries(weights=s) if op == "weights" else LayerSeries(activations=s) for s in chosen]
+    if objective is not None:
+        return objective.best(layer, hw, [LayerSeries(), *options])
+    return min(options, key=_compute_density, default=LayerSeries())
+
+
+def _compute_density(series: LayerSeries) -> float:
+    return series.weights.compute_density * series.activations.compute_density
+
+
+def _tasder(layer: Layer, hw: HwConfig, operand: str, constraint: Constraint, max_terms: int, seed: int,
+            act_sparsity: float, tensor: np.ndarray | None, weights_kind: str, exhaustive: bool) -> Choice | None:
+    """TASDER on one operand of the layer, or None when the hardware cannot run that operand sparse."""
+    patterns = sparse_patterns(hw)
+    if not patterns or (operand == "weights" and layer.weight_shape is None) or (
+            operand == "activations" and hw.tasd_units.count == 0):  # no TASD units: TASD-A cannot run
+        return None
+    axis = None if operand == "weights" else 1
+    if tensor is None and operand == "weights":
+        tensor = layer_tensors.synthetic_weights(layer, seed, weights_kind)
+    elif tensor is None:
+        tensor = layer_tensors.synthetic_activations(layer, seed, act_sparsity)
+    samples = None
+    if constraint.metric == "output_error":
+        samples = layer_tensors.sample_inputs(reduction_size(tensor.shape, normalize_axis(tensor.shape, axis)), seed)
+    return choose(layer.name, operand, layer.macs, tensor, candidate_series(patterns, max_terms), constraint,
+                  samples, axis, exhaustive)
 
 
 def choose_all_series(layers: list[Layer], hw: HwConfig, tasd: str, operand: str, constraint: Constraint,
-                      max_terms: int, seed: int, act_sparsity: float) -> list[LayerSeries]:
-    """choose_series for every layer, in layer order. With `auto` the layers' searches run on a
-    thread pool (the Numba kernels and numpy's generators release the GIL); each layer's result
-    depends only on the layer, so it is the same as one by one."""
+                      max_terms: int, seed: int, act_sparsity: float,
+                      tensors: Mapping[str, Mapping[str, np.ndarray]] | None = None,
+                      weights_kind: str = "gaussian", objective: EdpObjective | None = None) -> list[LayerSeries]:
+    """choose_series for every layer, in layer order, on the real `tensors` (operand -> layer name ->
+    tensor) where given. With `auto` the layers' searches run on a thread pool (the Numba kernels and
+    numpy's generators release the GIL); each layer's result depends only on the layer, so it is the
+    same as one by one."""
     def pick(layer: Layer) -> LayerSeries:
-        return choose_series(layer, hw, tasd, operand, constraint, max_terms, seed, act_sparsity)
+        real = {op: by_name[layer.name] for op, by_name in (tensors or {}).items() if layer.name in by_name}
+        return choose_series(layer, hw, tasd, operand, constraint, max_terms, seed, act_sparsity, real,
+                             weights_kind, objective)
 
     if tasd != "auto" or len(layers) < 2:
         return [pick(layer) for layer in layers]
@@ -99,6 +138,26 @@ def simulate_layer(layer: Layer, hw: HwConfig, series: LayerSeries, ideal_memory
         timeline.end_layer(layer.name, stats.cycles)
     stats.series, stats.tiling = series.as_dict(), tiling.as_dict()
     return add_energy(stats, hw, energy)
+
+
+@dataclass
+class EdpObjective:
+    """TASDER's `--objective edp`: a layer's candidate series ranked by the layer's simulated EDP on
+    the target hardware (ties: the lower compute density), each simulated once per layer shape."""
+
+    ideal_memory: bool
+    energy: EnergyTable | None = None
+    cache: dict = field(default_factory=dict)  # (layer shape, series) -> EDP
+
+    def edp(self, layer: Layer, hw: HwConfig, series: LayerSeries) -> float:
+        key = (layer.kind, layer.m, layer.n, layer.k, layer.groups, layer.weight_shape, str(series.weights),
+               str(series.activations))
+        if key not in self.cache:
+            self.cache[key] = simulate_layer(layer, hw, series, self.ideal_memory, self.energy).edp
+        return self.cache[key]
+
+    def best(self, layer: Layer, hw: HwConfig, options: list[LayerSeries]) -> LayerSeries:
+        return min(options, key=lambda s: (self.edp(layer, hw, s), _compute_density(s)))
 
 
 def simulate_layers(layers: list[Layer], hw: HwConfig, series: list[LayerSeries], ideal_memory: bool,

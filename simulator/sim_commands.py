@@ -7,14 +7,14 @@ import json
 import os
 import sys
 
-from tasdsim.simulator import functional
+from tasdsim.simulator import functional, model_inputs
 from tasdsim.simulator import plots
 from tasdsim.simulator.config import HwConfig, load_hw
 from tasdsim.simulator.energy import load_energy
 from tasdsim.simulator.timeline import Timeline
 from tasdsim.simulator.output import print_json, print_table
-from tasdsim.simulator.run import (LayerSeries, choose_all_series, choose_series, simulate_layer, simulate_layers,
-                           simulate_trace, trace_header)
+from tasdsim.simulator.run import (EdpObjective, LayerSeries, choose_all_series, choose_series, simulate_layer,
+                                   simulate_layers, simulate_trace, trace_header)
 from tasdsim.simulator.stats import STALL_CAUSES, LayerStats, total
 from tasdsim.common import TasdsimError
 from tasdsim.traces.generate import generate, plan
@@ -26,15 +26,26 @@ from tasdsim.traces.workloads import Layer, gemm_layer, load_workload
 def _layers(args: argparse.Namespace) -> list[Layer]:
     if args.gemm:
         return [gemm_layer(args.gemm)]
-    workload = load_workload(args.workload, batch=args.batch, seq_len=args.seq_len)
+    if model_inputs.is_onnx(args.workload):
+        workload = model_inputs.onnx_model(args, args.workload).workload
+    else:
+        workload = load_workload(args.workload, batch=args.batch, seq_len=args.seq_len)
     if args.layers:
         workload = workload.select([n.strip() for n in args.layers.split(",") if n.strip()])
     return list(workload.layers)
 
 
 def _series(args: argparse.Namespace, layer: Layer, hw: HwConfig) -> LayerSeries:
+    tensors = model_inputs.real_tensors(args, [layer], args.operand) if args.tasd == "auto" else None
     return choose_series(layer, hw, args.tasd, args.operand, parse_constraint(args.quality), args.max_terms,
-                         args.seed, args.act_sparsity)
+                         args.seed, args.act_sparsity, {op: t[layer.name] for op, t in (tensors or {}).items()
+                                                         if layer.name in t},
+                         objective=_objective(args))
+
+
+def _objective(args: argparse.Namespace) -> EdpObjective | None:
+    """--objective edp: TASDER ranks by the layer's simulated EDP on the same hardware and memory."""
+    return EdpObjective(args.memory == "ideal", load_energy(args.energy)) if args.objective == "edp" else None
 
 
 def run_simulate(args: argparse.Namespace) -> int:
@@ -60,8 +71,10 @@ def run_simulate(args: argparse.Namespace) -> int:
         else:
             chosen = _timeline_layers(args)
             todo = _layers(args)
+            tensors = model_inputs.real_tensors(args, todo, args.operand) if args.tasd == "auto" else None
             series = choose_all_series(todo, hw, args.tasd, args.operand, parse_constraint(args.quality),
-                                       args.max_terms, args.seed, args.act_sparsity)
+                                       args.max_terms, args.seed, args.act_sparsity, tensors,
+                                       objective=_objective(args))
             if timeline is None:
                 layers = simulate_layers(todo, hw, series, ideal, table, _jobs(args))
             else:

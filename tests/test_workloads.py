@@ -20,7 +20,7 @@ def by_name(workload: Workload) -> dict[str, Layer]:
 
 
 def test_bundled_workloads_are_listed():
-    assert list_workloads() == ["bert-base", "mobilenetv2", "resnet50"]
+    assert list_workloads() == ["bert-base", "mobilenetv2", "resnet50", "scalesim-resnet50"]
 
 
 # ResNet-50 v1.5 --------------------------------------------------------------------------------

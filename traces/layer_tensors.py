@@ -23,9 +23,12 @@ def layer_seed(seed: int, name: str) -> int:
 
 
 def synthetic_weights(layer: Layer, seed: int, kind: str = "gaussian") -> np.ndarray | None:
-    """Seeded synthetic weights of the layer's weight shape (None for activation x activation)."""
+    """Seeded synthetic weights of the layer's weight shape (None for activation x activation);
+    `nm:N:M` when the layer declares its weights N:M sparse."""
     if layer.weight_shape is None:
         return None
+    if layer.sparsity:
+        kind = f"nm:{layer.sparsity}"
     return tensors.synthetic(kind, layer.weight_shape, layer_seed(seed, layer.name))
 
 

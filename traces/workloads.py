@@ -61,6 +61,7 @@ class Layer:
     k: int  # reduction: input channels per group * kh * kw (or in_features)
     groups: int = 1  # independent GEMMs of this shape (conv groups; heads * batch for attention)
     weight_shape: tuple[int, ...] | None = None  # static weight, PyTorch layout; None for matmul
+    sparsity: str | None = None  # N:M the weights follow (a SCALE-Sim topology's Sparsity column)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -147,15 +148,36 @@ def layers_from_weight_shapes(
 
 
 def list_workloads() -> list[str]:
-    """Names of the bundled workloads."""
-    return sorted(bundled_files("workloads"))
+    """Names of the bundled workloads (YAML and SCALE-Sim topologies)."""
+    from tasdsim.traces.topology_csv import bundled_topologies
+
+    return sorted([*bundled_files("workloads"), *bundled_topologies()])
 
 
-def load_workload(name_or_path: str, batch: int | None = None, seq_len: int | None = None) -> Workload:
-    """A bundled workload by name, or a YAML file by path (ending in .yaml/.yml or containing "/").
+def load_workload(name_or_path: str, batch: int | None = None, seq_len: int | None = None,
+                  input_shapes: Mapping[str, tuple[int, ...]] | None = None) -> Workload:
+    """A bundled workload by name, or a file by path: YAML (ending in .yaml/.yml or containing "/"),
+    an ONNX model (.onnx, see onnx_model) or a SCALE-Sim topology (.csv, see topology_csv).
 
-    `batch` and `seq_len` override the file's parameters of that name.
+    `batch` and `seq_len` override the file's parameters of that name; `input_shapes` sets an ONNX
+    model's input shapes.
     """
+    text = str(name_or_path)
+    if text.lower().endswith(".onnx"):
+        from tasdsim.traces.onnx_model import load_onnx  # here: onnx is imported only for ONNX files
+
+        return load_onnx(text, input_shapes, batch, seq_len).workload
+    from tasdsim.traces.topology_csv import bundled_topologies, load_topology
+
+    topologies = bundled_topologies()
+    if text.lower().endswith(".csv") or text in topologies:
+        if seq_len is not None:
+            raise TasdsimError(f"{text}: a SCALE-Sim topology has no seq_len to set")
+        if text in topologies:
+            return load_topology(topologies[text], batch, f"workloads/{text}.csv")
+        if not Path(text).is_file():
+            raise TasdsimError(f"{text}: no such workload file")
+        return load_topology(text, batch)
     data, label = read_preset("workloads", name_or_path, "workload")
     if not isinstance(data, dict):
         raise TasdsimError(f"{label}: expected a mapping with keys parameters and layers")
