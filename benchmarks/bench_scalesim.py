@@ -13,7 +13,7 @@ import time
 
 from tasdsim.simulator.config import load_hw
 from tasdsim.simulator.run import LayerSeries, simulate_layer
-from tasdsim.simulator.validate import scalesim_available, scalesim_cycles
+from tasdsim.simulator.scalesim_peer import scalesim_available, scalesim_cycles
 from tasdsim.traces.workloads import load_workload
 
 

@@ -6,7 +6,7 @@ it leaves for a waiting PE array is "dram" or "sram" accordingly.
 """
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,19 +35,20 @@ class DmaEngine:
     """DMA queues, one process per buffer."""
 
     def __init__(self, env: simpy.Environment, dram: Dram, buffers: dict[str, SramBuffer],
-                 inboxes: dict[str, Inbox], completions: Completions, where: str = "",
-                 probe: Probe | None = None) -> None:
+                 inboxes: dict[str, Inbox], completions: Completions,
+                 weights_arrived: Callable[[int, int], None], where: str = "", probe: Probe | None = None) -> None:
         self.env = env
         self.where = where
         self.probe = probe
         self.dram = dram
         self.buffers = buffers
         self.completions = completions
+        self.weights_arrived = weights_arrived  # port to the metadata decoder: (slot, cycle) of each weight tile
         self.stats = DmaStats()
         self.processes = [env.process(self._run(name, inbox)) for name, inbox in inboxes.items()]
 
     def _run(self, name: str, inbox: Inbox) -> Generator[simpy.Event, Any, None]:
-        buffer, buffers, env, completions, dram = self.buffers[name], self.buffers, self.env, self.completions, self.dram
+        buffer, env, completions, dram = self.buffers[name], self.env, self.completions, self.dram
         stats = self.stats
         dram_bytes = stats.dram_bytes
         operand = "psums_read" if name == "outputs" else name
@@ -84,8 +85,10 @@ class DmaEngine:
                 self.probe.span("DMA", name, label, now, finish, {"bytes": nbytes, "addr": f["addr"]})
                 self.probe.span("DRAM", name, label, now, dram_done, {"bytes": nbytes})
                 self.probe.dram_transfer(now, dram_done, nbytes)
-            for buf, slot in ins.free:
-                buffers[buf].free(slot)
+            if load and name == "weights":
+                self.weights_arrived(f["slot"], finish)
+            for _, slot in ins.free:  # the dispatcher checks a transfer frees only its own buffer's slots
+                buffer.free(slot)
             if finish == now and waited:
                 cause = max(waited, key=lambda w: w[1])[0]  # what held this zero-time transfer back
             else:

@@ -3,8 +3,9 @@
 Accepts only the hardware's patterns: a COMPUTE with another pattern is an error naming the
 instruction. Decodes fold by fold in order, `latency` cycles each, starting as soon as both the
 fold's weight tile has arrived and the previous decode is done, so it runs ahead of the array
-and its latency hides behind the previous fold. Like the DRAM it is a passive unit: the PE array
-asks it, per sparse fold, when the metadata is ready; its schedule depends only on the tiles'
+and its latency hides behind the previous fold. Like the DRAM it is a passive unit with two ports:
+the DMA tells it when a weight tile lands in a weights slot (`weights_arrived`), and the PE array
+asks it, per fold, when the metadata is ready (`decode`); its schedule depends only on the tiles'
 arrival times, which are known by then, so no event is needed per decode.
 """
 from __future__ import annotations
@@ -43,6 +44,7 @@ class MetadataDecoder:
         self.where = where
         self.probe = probe
         self.free_at = 0  # cycle the decoder finishes its last decode
+        self.arrived: dict[int, int] = {}  # weights slot -> cycle its current tile arrived
         self.stats = MetadataDecoderStats()
         self._supported: dict[str, Pattern] = {}  # pattern text -> pattern, once checked
 
@@ -64,10 +66,16 @@ class MetadataDecoder:
         self._supported[text] = pattern
         return pattern
 
-    def decode(self, ins: Instr, weights_ready: int) -> int:
-        """Decode fold `ins`, whose weight tile arrived at cycle `weights_ready`; returns the
-        cycle its metadata is ready (decodes run in fold order)."""
-        start = max(weights_ready, self.free_at)
+    def weights_arrived(self, slot: int, cycle: int) -> None:
+        """Port from the DMA: a weight tile landed in weights slot `slot` at `cycle`."""
+        self.arrived[slot] = cycle
+
+    def decode(self, ins: Instr) -> int:
+        """The cycle fold `ins`'s metadata is ready (decodes run in fold order, each after its
+        weight tile arrived); 0 for a dense fold, which has none."""
+        if not self.check(ins).metadata_bits:
+            return 0
+        start = max(self.arrived.get(ins.fields["w"], 0), self.free_at)
         self.free_at = start + self.latency
         s = self.stats
         s.busy_cycles += self.latency

@@ -62,8 +62,8 @@ class PeArray:
 
     def __init__(self, env: simpy.Environment, config: PeArrayConfig, word_bytes: int, psum_bytes: int,
                  buffers: dict[str, SramBuffer], inbox: Inbox,
-                 completions: Completions, decoder: MetadataDecoder, weight_load: dict[int, int],
-                 idle_cause: Callable[[], str], psum_port: Callable[[Instr, int], int],
+                 completions: Completions, decoder: MetadataDecoder, idle_cause: Callable[[], str],
+                 psum_port: Callable[[Instr, int], int],
                  probe: Probe | None = None) -> None:
         self.env = env
         self.probe = probe
@@ -72,7 +72,6 @@ class PeArray:
         self.buffers = buffers
         self.completions = completions
         self.decoder = decoder
-        self.weight_load = weight_load
         self.idle_cause = idle_cause
         self.psum_port = psum_port  # the accumulator: takes a fold's psums, returns when the last row is taken
         self.stats = PeArrayStats()
@@ -139,12 +138,10 @@ class PeArray:
             if completions.pending(ins):
                 for cause, cycles in (yield from completions.wait(ins)):
                     stalls[cause] += cycles
-            load = self.weight_load.pop(ins.id, None)
-            if load is not None:
-                ready = self.decoder.decode(ins, completions.finished_at.get(load, 0))
-                if ready > env.now:
-                    stalls["metadata_decoder"] += ready - env.now
-                    yield env.timeout(ready - env.now)
+            ready = self.decoder.decode(ins)
+            if ready > env.now:
+                stalls["metadata_decoder"] += ready - env.now
+                yield env.timeout(ready - env.now)
             f = ins.fields
             cycles = self.fold_cycles(ins)
             port = self._port_cycles(ins)

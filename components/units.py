@@ -65,7 +65,6 @@ class Completions:
         self.waiting: dict[int, Instr] = {}  # dispatched, not finished
         self._events: dict[int, simpy.Event] = {}
         self.cause: dict[int, str] = {}
-        self.finished_at: dict[int, int] = {}  # cycle each instruction finished
         self.last_cause = "dram"  # cause of the instruction that finished last
 
     def open(self, ins: Instr) -> None:
@@ -82,7 +81,6 @@ class Completions:
 
     def done(self, ins: Instr, cause: str) -> None:
         self.cause[ins.id] = cause
-        self.finished_at[ins.id] = self.env.now
         self.last_cause = cause
         del self.waiting[ins.id]
         event = self._events.pop(ins.id, None)
@@ -112,7 +110,6 @@ class Completions:
         """Drop what is kept of instructions that no later one can name (ids < below)."""
         for key in [k for k in self.cause if k < below]:
             del self.cause[key]
-            del self.finished_at[key]
 
 
 def take_ready(inbox: Inbox, completions: Completions) -> Generator[simpy.Event, Any, Instr]:

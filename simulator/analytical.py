@@ -1,9 +1,10 @@
 """Analytical model: the counterpart in closed form of every number the simulator reports, per layer.
 
-Nothing here runs the trace generator or SimPy. The only input shared with the simulator is the
-tiling *policy* (`traces.generate.plan`: block rows T, row blocks, column tiles) and the tile
-placement policy (every tile starts on a `TILE_ALIGN` boundary), documented decisions rather than
-simulation. A dimension of length L cut into tiles of S has floor(L/S) full tiles and at most one
+It derives, it does not borrow: importing it loads neither SimPy, nor the engine, the units or the
+trace generator (a test checks). Its inputs are the hardware config's numbers, the layer and the
+series; it derives the tiling and buffer plan from the documented policy itself (`model.tiling`,
+checked against the generator's plan by a test), reads the DRAM preset (`model.dram`) and the
+energy table (`model.energy`) itself, and computes energy from its own counts. A dimension of length L cut into tiles of S has floor(L/S) full tiles and at most one
 partial one, so every sum over tiles below is a sum over at most two sizes per dimension.
 
 Exact quantities (the simulator must agree to the cycle and to the byte):
@@ -22,33 +23,30 @@ Exact quantities (the simulator must agree to the cycle and to the byte):
 Modelled quantities (the simulator should agree within a tolerance):
 
 - unit service times, each in closed form:
-  * a DRAM tile transfer: the tile starts on a row boundary, so from an idle bus it closes the row
-    open in its first bank and opens its own (tRP + tRCD; a fresh DRAM has none to close), waits
-    CL, then moves ceil(bursts / channels) bursts of BL/2 tCK on the busiest channel. Tiles queued
-    behind one another follow on the bus, and when every tile starts in the same bank (the address
-    stripe of all channels and banks divides TILE_ALIGN: DDR4 x1, HBM2 up to 8 channels) a tile's
-    activation also waits tRAS after the previous tile's and tRP after its last column command.
-    The DMA needs bytes / (SRAM bytes per cycle) as well;
-  * a fold: max(2R + C + t - 2, its SRAM port cycles); a TASD of G groups: ceil(G / U) * M; an ACC
-    of W psums: latency + ceil(W / width); a metadata decode: `latency`, one fold at a time.
+  * a DRAM tile transfer: `model.dram` (row latency, then its bursts on the busiest channel);
+    the DMA needs bytes / (SRAM bytes per cycle) as well;
+  * a fold: max(2R + C + t - 2, its SRAM port cycles) and, when its psums go through the
+    accumulator, 2R + C - 2 + max(t, ceil(t * cols / width)) (the excess is an "accumulator"
+    stall); a TASD of G groups: ceil(G / U) * M; an ACC: the accumulator's `latency`; a metadata
+    decode: `latency`, one fold at a time.
 - total cycles: a block recurrence. A block is one output tile (WS: t rows x C columns through all
   terms' folds; OS: R x C psums through all terms). Each DMA queue moves one tile at a time and the
   slots are double-buffered, so when a block's last fold ends it frees the slots of the transfers
-  issued then: its store (after its last ACC), the input tile of the block after next, and the
+  issued then: its store (after its ACC), the input tile of the block after next, and the
   weights of the next block's second fold (the weights stream one fold ahead). They reach the DRAM
   in the order their queues became free and are served first come first served, so input tiles
   and stores do not overlap the weight stream: a fold waits for its weights behind them. A block
-  starts when the previous one ends, its output slot is free, the ACC two terms back has freed its
-  staging slot, its input is in (or its first term decomposed) and its first weights are decoded;
-  within it a term also waits for its TASD, its decode (OS) and its staging slot. Each wait is
+  starts when the previous one ends, its output slot is free, its input is in (or its first term
+  decomposed) and its first weights are decoded; within it a term also waits for its TASD and
+  its decode (OS). Each wait is
   charged to the dependency that held it, in the order the simulator waits for them. The blocks of
   every group repeat the same tile sizes, so the recurrence runs block by block over the first
   groups, until it repeats, and over the last group; the groups in between repeat it (their times
   shift, nothing else). Fill (what precedes the first fold) and drain (the last ACC and store)
-  are its ends. Not modelled: which bank a tile starts in when tiles rotate over several banks
-  (DDR4 with 2 or more channels, HBM2 with 16): there the model assumes no bank conflicts between
-  tiles, and small tiles can take twice as long or more in the simulator.
-- stall cycles by cause, from the constraint that set each start.
+  are its ends.
+- stall cycles by cause, each charged to the constraint that set a start (DRAM stalls from the
+  DRAM closed form, not as what is left over); `unattributed` is what the causes leave of the
+  cycles (0 when they add up).
 
 `bounds` adds the roofline view: each unit's busy time alone (the DRAM's: every tile's bursts, at
 least a row cycle each when tiles share a bank), the peak-bandwidth DRAM time, and `roofline` =
@@ -60,18 +58,20 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from tasdsim.components.dram import DramTiming
-from tasdsim.simulator.config import BufferConfig, BuffersConfig, HwConfig
-from tasdsim.simulator.energy import EnergyTable, edp, layer_energy, load_energy
-from tasdsim.simulator.run import DEFAULT_ENERGY, LayerSeries
-from tasdsim.simulator.stats import STALL_CAUSES, LayerStats
-from tasdsim.traces.generate import TILE_ALIGN, Tiling, plan, useful_depth
+from tasdsim.simulator.model.dram import DramModel, dram_params
+from tasdsim.simulator.model.energy import model_energy
+from tasdsim.simulator.model.tiling import TILE_ALIGN, ModelTiling, covered_rows_by_fold, derive_tiling
 from tasdsim.traces.patterns import Pattern
 from tasdsim.traces.workloads import Layer
 
+if TYPE_CHECKING:  # only for type hints: importing the model loads none of the simulator
+    from tasdsim.simulator.config import BufferConfig, HwConfig
+
+STALL_CAUSES = ("dram", "sram", "metadata_decoder", "accumulator", "tasd_units")  # what a fold can wait for
 COMPONENTS = ("pe_array", *STALL_CAUSES)  # what a layer's cycles are made of
+DEFAULT_ENERGY = "45nm"
 
 
 def _cdiv(a: int, b: int) -> int:
@@ -101,11 +101,11 @@ def covered_rows(p: Pattern, k: int, r: int) -> int:
     return p.m * (groups + split_boundaries) - reach_last_group * (groups * p.m - k)
 
 
-def covered_rows_by_fold(p: Pattern, k: int, r: int) -> list[int]:
-    """The dense rows each fold of an activation term covers (the terms of `covered_rows`)."""
-    d = p.depth(k)
-    return [min(k, _cdiv(f * r + min(r, d - f * r), p.n) * p.m) - (f * r // p.n) * p.m
-            for f in range(_cdiv(d, r))]
+def useful_depth(p: Pattern, k: int) -> int:
+    """Compressed rows of a term that hold real (not padded) slots: N per full N:M group and at
+    most N of the K % M elements of the last one."""
+    full, rest = divmod(k, p.m)
+    return p.n * full + min(p.n, rest)
 
 
 @dataclass
@@ -115,7 +115,8 @@ class LayerModel:
     name: str
     cycles: int
     compute_cycles: int
-    stall_cycles: dict[str, int]  # by cause, as the simulator charges them; sum to cycles - compute
+    stall_cycles: dict[str, int]  # by cause, each predicted from its unit's closed form
+    unattributed: int  # cycles - compute - the stalls: 0 when the predicted causes add up
     macs_issued: int
     macs_useful: int
     folds: int
@@ -132,92 +133,8 @@ class LayerModel:
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def as_stats(self) -> LayerStats:
-        """The model's numbers as simulator statistics (for functions that take those)."""
-        return LayerStats(name=self.name, cycles=self.cycles, compute_cycles=self.compute_cycles,
-                          stall_cycles=dict(self.stall_cycles), utilization=0.0, macs_issued=self.macs_issued,
-                          macs_useful=self.macs_useful, folds=self.folds, dram_bytes=dict(self.dram_bytes),
-                          sram_bytes=self.sram_bytes, dram_rows={}, actions=self.actions, tiling=self.tiling)
-
 
 # ----------------------------------------------------------------------------- unit service times
-
-
-class _Dram:
-    """DRAM service in closed form (see the module docstring). Times inside are in tCK; a state
-    (bus free, (last activation, last column command) in the tiles' first bank) carries what earlier
-    transfers left behind."""
-
-    OPEN_ROW = (None, (-(1 << 62), -(1 << 62)))  # an idle DRAM whose banks hold other rows, long open
-
-    def __init__(self, timing: DramTiming, ratio: Fraction, ideal: bool) -> None:
-        self.t = timing
-        self.p, self.q = ratio.numerator, ratio.denominator  # accelerator cycles per tCK = p / q
-        self.ideal = ideal
-        self.bursts_per_row = timing.page_bytes // timing.request_bytes
-        self.same_bank = (TILE_ALIGN // (timing.channels * timing.page_bytes)) % timing.banks_per_rank == 0
-
-    def bursts(self, nbytes: int) -> int:
-        """Bursts of a tile (tiles start on a burst boundary)."""
-        return _cdiv(nbytes, self.t.request_bytes)
-
-    def chain(self, items: list[tuple[int, int, int]],
-              since: tuple | None = None) -> tuple[list[int], tuple, list[bool]]:
-        """Finish cycles of tile transfers (bytes, SRAM port cycles, arrival cycle), served first
-        come first served after the transfers that left DRAM state `since` (None: a fresh DRAM,
-        every bank closed, so its first tile opens a row without closing one). Returns the finish
-        cycles, the new state and which transfers the SRAM ports held longer than the DRAM."""
-        t, out, ports = self.t, [], []
-        bus, prev = since or (None, None)
-        for nbytes, port, arrival in items:
-            if self.ideal or nbytes == 0:
-                out.append(arrival)
-                ports.append(False)
-                continue
-            pre = _cdiv(arrival * self.q, self.p)
-            if prev is not None and self.same_bank:
-                pre = max(pre, prev[1], prev[0] + t.tRAS)  # close the previous tile's row first
-            act = pre + (t.tRP if prev is not None else 0)
-            col = act + t.tRCD if bus is None else max(act + t.tRCD, bus - t.CL)
-            per_channel = _cdiv(self.bursts(nbytes), t.channels)
-            bus = col + t.CL + per_channel * t.burst_cycles
-            # A tile of more rows than banks comes back to its first bank: its last row there.
-            revisit = (_cdiv(per_channel, self.bursts_per_row) - 1) // t.banks_per_rank * t.banks_per_rank
-            last_col = col + (revisit * self.bursts_per_row - 1
-                              + min(self.bursts_per_row, per_channel - revisit * self.bursts_per_row)) * t.burst_cycles
-            if revisit:
-                act = max(col + (self.bursts_per_row - 1) * t.burst_cycles, act + t.tRAS) + t.tRP
-            prev = (act, last_col)
-            done = _cdiv(bus * self.p, self.q)
-            out.append(max(done, arrival + port))
-            ports.append(arrival + port > done)
-        return out, (bus, prev), ports
-
-    def stream(self, nbytes: int) -> Fraction:
-        """A tile's share of a busy DRAM, in cycles: its bursts on the busiest channel and, when
-        every tile starts in the same bank, at least that bank's row cycle tRAS + tRP (a tile
-        opens a row there). Tiles of a few bursts are row-cycle bound: that is the efficiency the
-        tile size against the row costs."""
-        if self.ideal or nbytes == 0:
-            return Fraction(0)
-        t = self.t
-        tck = _cdiv(self.bursts(nbytes), t.channels) * t.burst_cycles
-        if self.same_bank:
-            tck = max(tck, t.tRAS + t.tRP)
-        return Fraction(tck * self.p, self.q)
-
-    def shifted(self, state: tuple, cycles: int) -> tuple:
-        """A DRAM state moved later by `cycles` accelerator cycles."""
-        bus, prev = state
-        if prev is None:
-            return state
-        tck = cycles * self.q // self.p
-        return bus + tck, (prev[0] + tck, prev[1] + tck)
-
-    def peak_cycles(self, nbytes: int) -> Fraction:
-        """nbytes at the peak bandwidth of all channels."""
-        t = self.t
-        return Fraction(nbytes * self.p, t.channels * (t.bus_width // 8) * 2 * self.q)
 
 
 class _Hw:
@@ -228,11 +145,10 @@ class _Hw:
         self.ideal = ideal
         self.r, self.c = hw.pe_array.rows, hw.pe_array.cols
         self.word, self.psum = hw.word_bytes, hw.psum_bytes
-        self.buf: BuffersConfig = hw.buffers
+        self.buf = hw.buffers
         self.units = max(hw.tasd_units.count, 1)
         self.dec = hw.metadata_decoder.latency
-        timing = hw.dram.timing()
-        self.dram = _Dram(timing, Fraction(str(timing.tCK)) * Fraction(str(hw.clock_ghz)), ideal)
+        self.dram = DramModel(dram_params(hw.dram.preset, hw.dram.channels, hw.dram.overrides), hw.clock_ghz, TILE_ALIGN, ideal)
 
     def port(self, nbytes: int, buffer: BufferConfig) -> int:
         """Cycles to move nbytes through a buffer's ports (0 with ideal memory)."""
@@ -264,14 +180,15 @@ def tile_transfer_cycles(hw: HwConfig, nbytes: int, fresh: bool = True) -> int:
     return h.dram.chain([(nbytes, 0, 0)], None if fresh else h.dram.OPEN_ROW)[0][0]
 
 
-def model_layer(layer: Layer, hw: HwConfig, series: LayerSeries, ideal_memory: bool,
-                energy: EnergyTable | None = None) -> LayerModel:
-    """The model's cycles, traffic, action counts and energy for one layer: the counterpart of
-    `simulator.run.simulate_layer` (energy from the same table, default 45 nm)."""
-    tiling = plan(layer, hw.target(), series.weights, series.activations, unbounded=ideal_memory)
-    h = _Hw(hw, ideal_memory)
-    act = tiling.sparse_operand == "activations"
+def model_layer(layer: Layer, hw: HwConfig, series: Any, ideal_memory: bool,
+                energy: str = DEFAULT_ENERGY) -> LayerModel:
+    """The model's cycles, traffic, action counts and energy (table `energy`, a name or a YAML path)
+    for one layer run with `series` (its `weights` and `activations` series): the counterpart of
+    `simulator.run.simulate_layer`."""
+    act = not series.activations.is_dense
     terms = (series.activations if act else series.weights).terms
+    tiling = derive_tiling(layer, hw, terms, "activations" if act else "weights", ideal_memory)
+    h = _Hw(hw, ideal_memory)
     counts = _counts(layer, h, terms, act, tiling)
     if tiling.dataflow == "ws":
         group, kinds = _ws_blocks(layer, h, terms, act, tiling)
@@ -288,7 +205,7 @@ def model_layer(layer: Layer, hw: HwConfig, series: LayerSeries, ideal_memory: b
     acc_stall = sum(cnt * b.acc_stall for b, cnt in kinds)
     stalls["accumulator"] += acc_stall
     stalls["sram"] += busy["array"] - compute - acc_stall
-    stalls["dram"] = total - compute - sum(v for key, v in stalls.items() if key != "dram")
+    unattributed = total - compute - sum(stalls.values())  # 0 when the causes add up, as they should
 
     actions = counts["actions"]  # the units' busy cycles: each unit's service times summed
     actions["pe_array"]["busy_cycles"] = compute
@@ -304,20 +221,20 @@ def model_layer(layer: Layer, hw: HwConfig, series: LayerSeries, ideal_memory: b
     bounds["roofline"] = max(fill + busy["array"] + drain, transfer, busy["tasd"], busy["acc"])
     shares = {"pe_array": compute, **stalls}
     model = LayerModel(
-        name=layer.name, cycles=total, compute_cycles=compute, stall_cycles=stalls,
+        name=layer.name, cycles=total, compute_cycles=compute, stall_cycles=stalls, unattributed=unattributed,
         macs_issued=counts["macs_issued"], macs_useful=counts["macs_useful"], folds=counts["folds"],
         dram_bytes=traffic, sram_bytes=counts["sram_bytes"], actions=actions, bounds=bounds,
         dominant=max(shares, key=lambda key: shares[key]),
-        dram_efficiency=float(peak / transfer) if transfer else 1.0, tiling=tiling.as_dict())
-    model.energy_pj = layer_energy(model.as_stats(), hw, energy or load_energy(DEFAULT_ENERGY))
-    model.edp = edp(model.energy_pj["total"], model.cycles, hw.clock_ghz)
+        dram_efficiency=float(peak / transfer) if transfer else 1.0, tiling=asdict(tiling))
+    model.energy_pj = model_energy(energy, hw, total, actions, traffic["read"] + traffic["write"], counts["sram_bytes"])
+    model.edp = model.energy_pj["total"] * total / hw.clock_ghz
     return model
 
 
 # ----------------------------------------------------------------------------- exact counts
 
 
-def _counts(layer: Layer, h: _Hw, terms: tuple[Pattern, ...], act: bool, tiling: Tiling) -> dict[str, Any]:
+def _counts(layer: Layer, h: _Hw, terms: tuple[Pattern, ...], act: bool, tiling: ModelTiling) -> dict[str, Any]:
     """Everything the simulator counts exactly, from tile counts times tile sizes."""
     g, m, n, k = layer.groups, layer.m, layer.n, layer.k
     r, word, psum = h.r, h.word, h.psum
@@ -382,7 +299,7 @@ def _counts(layer: Layer, h: _Hw, terms: tuple[Pattern, ...], act: bool, tiling:
     }
 
 
-def _traffic(layer: Layer, h: _Hw, terms: tuple[Pattern, ...], act: bool, tiling: Tiling) -> dict[str, int]:
+def _traffic(layer: Layer, h: _Hw, terms: tuple[Pattern, ...], act: bool, tiling: ModelTiling) -> dict[str, int]:
     """DRAM bytes per operand (metadata apart), keyed like the simulator's `dram_bytes`."""
     g, m, n, k = layer.groups, layer.m, layer.n, layer.k
     inputs = g * tiling.col_tiles * m * k * h.word
@@ -496,7 +413,7 @@ def _make_block(folds: list[_Fold], h: _Hw, in_bytes: int, out_bytes: int, tasd:
 
 
 def _ws_blocks(layer: Layer, h: _Hw, terms: tuple[Pattern, ...], act: bool,
-               tiling: Tiling) -> tuple[list[_Block], list[tuple[_Block, int]]]:
+               tiling: ModelTiling) -> tuple[list[_Block], list[tuple[_Block, int]]]:
     """One group's WS blocks in order (column tile, then row block) and each kind with its count."""
     k, word, psum, buf = layer.k, h.word, h.psum, h.buf
 
@@ -526,7 +443,7 @@ def _ws_blocks(layer: Layer, h: _Hw, terms: tuple[Pattern, ...], act: bool,
 
 
 def _os_blocks(layer: Layer, h: _Hw, terms: tuple[Pattern, ...], act: bool,
-               tiling: Tiling) -> tuple[list[_Block], list[tuple[_Block, int]]]:
+               tiling: ModelTiling) -> tuple[list[_Block], list[tuple[_Block, int]]]:
     """One group's OS tiles in order (row block, then column tile), each a block of one fold whose
     weights are the whole K x C tile, and each kind with its count."""
     k, word, psum, buf = layer.k, h.word, h.psum, h.buf

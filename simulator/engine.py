@@ -50,18 +50,16 @@ class Accelerator:
         self.completions = Completions(env)
         self.inboxes = {name: Inbox(env, QUEUE_DEPTH)
                         for name in ("weights", "inputs", "outputs", "tasd", "array", "acc")}
-        self.weight_load: dict[int, int] = {}  # sparse COMPUTE id -> the LOAD of its weight tile
-        self._last_weight_load: dict[int, int] = {}  # weights slot -> the LOAD that filled it last
         self._stream: Iterator[Instr] = iter(())
         self._held: tuple[str, Instr] | None = None  # the instruction waiting for room in its inbox
         self.blocked_on = "dram"
-        self.dma = DmaEngine(env, self.dram, self.buffers, {b: self.inboxes[b] for b in BUFFERS}, self.completions,
-                             where, timeline)
         self.decoder = MetadataDecoder(hw.metadata_decoder, hw.pe_array.patterns, hw.name, where, timeline)
+        self.dma = DmaEngine(env, self.dram, self.buffers, {b: self.inboxes[b] for b in BUFFERS}, self.completions,
+                             self.decoder.weights_arrived, where, timeline)
         self.accumulator = Accumulator(env, hw.accumulator, self.buffers["outputs"], hw.psum_bytes,
                                        self.inboxes["acc"], self.completions, timeline)
         self.array = PeArray(env, hw.pe_array, hw.word_bytes, hw.psum_bytes, self.buffers, self.inboxes["array"],
-                             self.completions, self.decoder, self.weight_load, lambda: self.blocked_on,
+                             self.completions, self.decoder, lambda: self.blocked_on,
                              self.accumulator.take, timeline)
         self.tasd_units = TasdUnits(env, hw.tasd_units.count, self.inboxes["tasd"], self.completions, timeline)
         if timeline is not None:
@@ -90,13 +88,10 @@ class Accelerator:
             completions.open(ins)
             op = ins.op
             if op == "COMPUTE":
-                if self.decoder.check(ins).metadata_bits:
-                    self.weight_load[ins.id] = self._last_weight_load.get(ins.fields["w"], -1)
+                self.decoder.check(ins)
                 route = "array"
             elif op == "LOAD" or op == "STORE":
                 route = ins.fields["buf"]
-                if route == "weights" and op == "LOAD":
-                    self._last_weight_load[ins.fields["slot"]] = ins.id
             else:
                 if op == "TASD":
                     if self.hw.tasd_units.count == 0:
@@ -120,7 +115,11 @@ class Accelerator:
     def _check_slots(self, ins: Instr) -> None:
         """Every buffer slot an instruction of a trace file names exists (generated ones do)."""
         named = [(b, s) for b, s in ins.free]
-        named += [(str(ins["buf"]), ins["slot"])] if ins.op in ("LOAD", "STORE") else []
+        if ins.op in ("LOAD", "STORE"):
+            named.append((str(ins["buf"]), ins["slot"]))
+            if any(b != ins["buf"] for b, _ in ins.free):
+                raise TasdsimError(f"{self.where}{ins.op} {ins.id}: a transfer frees slots of its own buffer only "
+                                   f"({ins['buf']})")
         if ins.op == "COMPUTE":
             named += [("weights", ins["w"]), ("inputs", ins["i"]), ("outputs", ins["o"])]
         if ins.op in ("ACC", "TASD"):

@@ -30,7 +30,7 @@ def _imports(path: Path) -> set[str]:
 def test_imports_run_one_way():
     wrong = []
     for package, allowed in ALLOWED.items():
-        for file in sorted((ROOT / package).glob("*.py")):
+        for file in sorted((ROOT / package).rglob("*.py")):
             for name in _imports(file):
                 parts = name.split(".")
                 if parts[0] in ("simulator", "components", "traces", "configs", "common"):

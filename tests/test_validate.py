@@ -4,7 +4,8 @@ import os
 
 import pytest
 
-from tasdsim.simulator import validate
+from tasdsim.simulator import scalesim_peer, validate_run
+from tasdsim.simulator.validate_suite import load_suite
 from tasdsim.simulator.analytical import model_layer
 from tasdsim.simulator.cli import main
 
@@ -64,7 +65,7 @@ def test_a_point_outside_its_tolerance_exits_one_and_names_the_component(tmp_pat
         model.stall_cycles["dram"] += extra
         return model
 
-    monkeypatch.setattr(validate, "model_layer", slow_dram)
+    monkeypatch.setattr(validate_run, "model_layer", slow_dram)
     code, doc = run_json(capsys, "--suite", write(tmp_path, TINY))
     assert code == 1
     bad = [p for p in doc["points"] if p["status"] == "outside"]
@@ -79,7 +80,7 @@ def test_a_suite_tolerance_of_zero_makes_any_difference_outside(tmp_path, capsys
         model.stall_cycles["sram"] += 1
         return model
 
-    monkeypatch.setattr(validate, "model_layer", one_cycle_more)
+    monkeypatch.setattr(validate_run, "model_layer", one_cycle_more)
     text = "tolerances: {cycles_real: 0, cycles_ideal: 0, energy: 1}\n" + TINY
     code, doc = run_json(capsys, "--suite", write(tmp_path, text))
     assert code == 1
@@ -144,27 +145,27 @@ def test_out_writes_the_table_the_json_and_a_plot_when_matplotlib_is_there(tmp_p
 
 
 def test_scalesim_is_reported_missing_or_compared(tmp_path, capsys, monkeypatch):
-    suite = validate.load_suite(write(tmp_path, TINY))
-    results = validate.run_suite(suite)
-    monkeypatch.setattr(validate, "scalesim_available", lambda: False)
-    assert validate.scalesim_compare(suite, results, 10**9)["installed"] is False
+    suite = load_suite(write(tmp_path, TINY))
+    results = validate_run.run_suite(suite)
+    monkeypatch.setattr(scalesim_peer, "scalesim_available", lambda: False)
+    assert scalesim_peer.scalesim_compare(suite, results, 10**9)["installed"] is False
     # With a stand-in that answers as SCALE-Sim v3 does (count - 1; OS folds R + C + T - 2): WS agrees
     # exactly, OS by R cycles per fold. Only dense points are compared.
-    monkeypatch.setattr(validate, "scalesim_available", lambda: True)
+    monkeypatch.setattr(scalesim_peer, "scalesim_available", lambda: True)
 
     def fake(m, n, k, rows, cols, dataflow):
         if dataflow == "ws":
             return -(-k // rows) * -(-n // cols) * (2 * rows + cols + m - 2) - 1
         return -(-m // rows) * -(-n // cols) * (rows + cols + k - 2) - 1
 
-    monkeypatch.setattr(validate, "scalesim_cycles", fake)
-    peers = validate.scalesim_compare(suite, results, 10**9)
+    monkeypatch.setattr(scalesim_peer, "scalesim_cycles", fake)
+    peers = scalesim_peer.scalesim_compare(suite, results, 10**9)
     assert [p["name"] for p in peers["points"]] == ["dense-ws"]
     assert peers["points"][0]["status"] == "agrees" and peers["agrees"] == 1
 
 
 def test_the_default_suite_covers_the_issue_and_passes():
-    suite = validate.load_suite()
+    suite = load_suite()
     points = suite.points
     assert len(points) >= 60
     assert {p.hw for p in points} >= {"dense-ws-32x32", "stc-2of4", "vegeta-m4", "ttc-m8"}
@@ -173,10 +174,18 @@ def test_the_default_suite_covers_the_issue_and_passes():
     assert any(p.operand == "activations" and p.hw == "ttc-m8" for p in points)
     assert {p.memory for p in points} == {"real", "ideal"}
     assert {p.layer.get("workload") for p in points} >= {"resnet50", "mobilenetv2", "bert-base"}
-    results = validate.run_suite(suite)
-    summary = validate.summarize(results, suite)
+    results = validate_run.run_suite(suite)
+    summary = validate_run.summarize(results, suite)
     assert summary["outside"] == 0, [r["name"] for r in results if r["status"] == "outside"]
     assert summary["coverage"]["compute_bound"] and summary["coverage"]["memory_bound"]
     assert summary["cycles_real"]["max"] <= suite.tolerances["cycles_real"]
     assert summary["exact_metrics"]["compute_cycles"] == f"{len(points)}/{len(points)}"
-    assert validate.load_suite().label == "suites/default.yaml"
+    assert load_suite().label == "suites/default.yaml"
+
+
+def test_stalls_are_printed_side_by_side(tmp_path, capsys):
+    assert main(["validate", "--suite", write(tmp_path, TINY), "--no-scalesim", "--stalls"]) == 0
+    out = capsys.readouterr().out
+    header = next(line for line in out.splitlines() if line.startswith("point (stall cycles: sim / model)"))
+    assert "dram" in header and "accumulator" in header and "model_unattributed" in header
+    assert any(line.startswith("vegeta-2:4+1:4") and " / " in line for line in out.splitlines())
