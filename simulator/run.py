@@ -10,7 +10,7 @@ from multiprocessing.connection import Connection, wait as wait_for_ends
 
 from tasdsim.simulator.config import HwConfig, hw_from_dict
 from tasdsim.simulator.energy import EnergyTable, edp, layer_energy, load_energy
-from tasdsim.simulator.engine import Accelerator
+from tasdsim.simulator.engine import SLOTS, Accelerator
 from tasdsim.simulator.stats import LayerStats
 from tasdsim.simulator.timeline import Timeline
 from tasdsim.traces import layer_tensors
@@ -19,7 +19,9 @@ from tasdsim.traces.generate import Tiling, generate, plan
 from tasdsim.traces.patterns import DENSE, Series, parse_series
 from tasdsim.traces.search import Constraint, candidate_series, choose
 from tasdsim.traces.decompose import normalize_axis
+from tasdsim.traces.limits import check_folds
 from tasdsim.traces.metrics import reduction_size
+from tasdsim.traces.trace_check import TraceChecker
 from tasdsim.traces.trace_file import TraceHeader, TraceReader
 from tasdsim.traces.workloads import Layer
 
@@ -92,6 +94,7 @@ def simulate_layer(layer: Layer, hw: HwConfig, series: LayerSeries, ideal_memory
     """Generate the layer's trace and run it, streamed; energy from `energy` (default 45 nm);
     events into `timeline` when given."""
     tiling = plan(layer, hw.target(), series.weights, series.activations, unbounded=ideal_memory)
+    check_folds(layer.name, tiling.folds)
     acc = Accelerator(hw, ideal_memory, timeline=timeline)
     stats = acc.run(generate(layer, hw.target(), series.weights, series.activations, tiling), layer.name, "")
     if timeline is not None:
@@ -181,7 +184,8 @@ def simulate_trace(path: str, ideal_memory: bool, overrides: HwConfig | None = N
         hw = overrides or hw_from_dict(reader.header.hardware, f"{path}: header hardware")
         layer = layer_from_header(reader.header.layer, path)
         acc = Accelerator(hw, ideal_memory, where=f"{path}: ", timeline=timeline)
-        stats = acc.run(reader.instructions(), layer.name, f"{path}: ")
+        check = TraceChecker(hw.target(), SLOTS, ideal_memory)
+        stats = acc.run(reader.instructions(check), layer.name, f"{path}: ")
         if timeline is not None:
             timeline.end_layer(layer.name, stats.cycles)
         stats.series = dict(reader.header.series)
