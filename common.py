@@ -3,7 +3,9 @@ lookup of bundled files (presets) by name or path. A leaf: it imports nothing of
 from __future__ import annotations
 
 import importlib.resources
+import math
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +18,11 @@ class TasdsimError(Exception):
 
 
 class StrictLoader(yaml.SafeLoader):
-    """SafeLoader that rejects duplicate keys and reads unquoted N:M (1:4, 4:8) as strings.
+    """SafeLoader that rejects duplicate keys, reads unquoted N:M (1:4, 4:8) as strings and
+    numbers in every spelling (1e5, 1.0e5, .5E-3) as floats.
 
-    YAML 1.1 reads 1:4 as a base-60 integer (64); patterns would silently become numbers.
+    YAML 1.1 reads 1:4 as a base-60 integer (64), so patterns would silently become numbers, and
+    reads 1e5 as a string, so a valid number would be refused.
     """
 
     def resolve(self, kind, value, implicit):  # noqa: ANN001 - PyYAML's signature
@@ -41,6 +45,13 @@ class StrictLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
+StrictLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?([0-9][0-9_]*(\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
 def load_yaml(text: str, label: str) -> Any:
     """Parse YAML text; errors name `label`, the line and the column."""
     try:
@@ -49,6 +60,25 @@ def load_yaml(text: str, label: str) -> Any:
         mark = getattr(err, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         raise TasdsimError(f"{label}: {where}not valid YAML: {getattr(err, 'problem', None) or err}") from None
+
+
+def integer(value: Any) -> int | None:
+    """`value` as an int when it is one (an integral float such as 1e5 counts), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    return None
+
+
+def check_range(value: Any, low: int | float, high: int | float, what: str) -> int:
+    """An integer in [low, high] (the input contract's limit for `what`), else TasdsimError."""
+    number = integer(value)
+    if number is None or not low <= number <= high:
+        raise TasdsimError(f"{what}: must be an integer from {low:,} to {high:,}, got {value!r}")
+    return number
 
 
 def read_yaml(path: Path, label: str) -> Any:

@@ -2,16 +2,46 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 
 import tasdsim
 from tasdsim.simulator import dram_commands, model_inputs, sweep_run, train_commands, validate
 from tasdsim.common import TasdsimError
+from tasdsim.traces import limits
+
+# The documented range of every integer option, by its argparse dest; `train`'s --batch is a minibatch.
+INT_OPTIONS = {"seed": (0, limits.MAX_SEED), "max_terms": (1, limits.MAX_TERMS), "batch": (1, limits.MAX_BATCH),
+               "seq_len": (1, limits.MAX_FIELD), "jobs": (1, limits.MAX_JOBS), "epochs": (1, 10_000),
+               "timeline_max_events": (1, limits.MAX_TIMELINE_EVENTS), "axis": (-8, 7),
+               "scalesim_max_macs": (1, limits.MAX_LAYER_MACS)}
+FLOAT_OPTIONS = {"act_sparsity": (0.0, 1.0), "lr": (0.0, 1e6), "lambda_w": (0.0, 1e6), "min_accuracy": (0.0, 1.0)}
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with its errors as one line (no usage block), exit 2, like every other bad input."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def check_options(args: argparse.Namespace) -> None:
+    """Every numeric option within its documented range; options that cannot go together refused."""
+    for dest, (low, high) in INT_OPTIONS.items():
+        value = getattr(args, dest, None)
+        if value is not None and not low <= value <= high:
+            raise TasdsimError(f"--{dest.replace('_', '-')} must be from {low:,} to {high:,}, got {value}")
+    for dest, (low, high) in FLOAT_OPTIONS.items():
+        value = getattr(args, dest, None)
+        if value is not None and not (math.isfinite(value) and low <= value <= high):
+            raise TasdsimError(f"--{dest.replace('_', '-')} must be a number from {low:g} to {high:g}, got {value}")
+    if getattr(args, "gemm", None) and getattr(args, "layers", None):
+        raise TasdsimError("--layers selects layers of a --workload; --gemm is one layer")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tasdsim", description=__doc__)
+    parser = Parser(prog="tasdsim", description=__doc__)
     parser.add_argument("--version", action="version", version=f"tasdsim {tasdsim.__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -117,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
                 "train": train_commands.run_train, "tasd-vs-train": train_commands.run_tasd_vs_train,
                 "validate": validate.run_validate}
     try:
+        check_options(args)
         return handlers[args.command](args)
     except TasdsimError as err:
         print(f"tasdsim {args.command}: error: {err}", file=sys.stderr)

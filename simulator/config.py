@@ -26,7 +26,6 @@ sparse patterns the MAC lanes accept ("dense" may be listed too).
 from __future__ import annotations
 
 import copy
-import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,7 +33,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 
-from tasdsim.common import bundled_files, load_yaml, read_preset, TasdsimError
+from tasdsim.common import bundled_files, integer, load_yaml, read_preset, TasdsimError
 from tasdsim.components.accumulator import AccumulatorConfig
 from tasdsim.components.dram import KEYS as DRAM_KEYS, DramConfig
 from tasdsim.components.metadata_decoder import MetadataDecoderConfig
@@ -46,6 +45,7 @@ from tasdsim.traces.patterns import DENSE, Pattern, parse_pattern
 
 DATAFLOWS = ("ws", "os")
 WORD_BYTES = (1, 2, 4)
+CLOCK_GHZ = (0.001, 1000.0)  # 1 MHz to 1 THz
 
 
 # ----------------------------------------------------------------------------- the config
@@ -182,26 +182,22 @@ class _Invalid(Exception):
         )
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+def _int_in(low: int, high: int) -> Callable[[Any, str], int]:
+    """A leaf validator: an integer (1e5 counts) from `low` to `high`, the key's documented range."""
+
+    def check(value: Any, path: str) -> int:
+        number = integer(value)
+        if number is None or not low <= number <= high:
+            raise _Invalid(path, f"must be an integer from {low:,} to {high:,}, got {value!r}")
+        return number
+
+    return check
 
 
-def _positive_int(value: Any, path: str) -> int:
-    if not _is_int(value) or value < 1:
-        raise _Invalid(path, f"must be a positive integer, got {value!r}")
-    return value
-
-
-def _non_negative_int(value: Any, path: str) -> int:
-    if not _is_int(value) or value < 0:
-        raise _Invalid(path, f"must be a non-negative integer, got {value!r}")
-    return value
-
-
-def _positive_number(value: Any, path: str) -> float:
+def _clock(value: Any, path: str) -> float:
     number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if not number or not math.isfinite(value) or value <= 0:
-        raise _Invalid(path, f"must be a positive number, got {value!r}")
+    if not number or not CLOCK_GHZ[0] <= value <= CLOCK_GHZ[1]:
+        raise _Invalid(path, f"must be a number from {CLOCK_GHZ[0]:g} to {CLOCK_GHZ[1]:g} (GHz), got {value!r}")
     return float(value)
 
 
@@ -212,7 +208,8 @@ def _name(value: Any, path: str) -> str:
 
 
 def _word_bytes(value: Any, path: str) -> int:
-    if not _is_int(value) or value not in WORD_BYTES:
+    value = integer(value)
+    if value not in WORD_BYTES:
         raise _Invalid(path, f"must be one of {', '.join(map(str, WORD_BYTES))}, got {value!r}")
     return value
 
@@ -260,25 +257,26 @@ def _patterns(value: Any, path: str) -> tuple[Pattern, ...]:
 _Leaf = Callable[[Any, str], Any]
 
 _BUFFER: dict[str, _Leaf] = {
-    "size_kib": _positive_int,
-    "banks": _positive_int,
-    "bank_bytes": _positive_int,
-    "ports": _positive_int,
+    "size_kib": _int_in(1, 1 << 20),  # up to 1 GiB
+    "banks": _int_in(1, 1024),
+    "bank_bytes": _int_in(1, 4096),
+    "ports": _int_in(1, 16),
 }
+_LATENCY = _int_in(0, 1_000_000)  # cycles
 
 # The YAML tree: a dict is a mapping whose keys are all required; a callable validates a leaf.
 SCHEMA: dict[str, Any] = {
     "name": _name,
-    "clock_ghz": _positive_number,
+    "clock_ghz": _clock,
     "word_bytes": _word_bytes,
-    "psum_bytes": _positive_int,
-    "pe_array": {"rows": _positive_int, "cols": _positive_int, "dataflow": _dataflow, "patterns": _patterns},
-    "metadata_decoder": {"latency": _non_negative_int},
-    "tasd_units": {"count": _non_negative_int},
-    "accumulator": {"width": _positive_int, "latency": _non_negative_int},
+    "psum_bytes": _int_in(1, 8),
+    "pe_array": {"rows": _int_in(1, 4096), "cols": _int_in(1, 4096), "dataflow": _dataflow, "patterns": _patterns},
+    "metadata_decoder": {"latency": _LATENCY},
+    "tasd_units": {"count": _int_in(0, 4096)},
+    "accumulator": {"width": _int_in(1, 1 << 16), "latency": _LATENCY},
     "buffers": {"weights": _BUFFER, "inputs": _BUFFER, "outputs": _BUFFER},
     # dram: the preset and its channel count; any other key of a DRAM preset overrides the preset's
-    "dram": {"preset": _dram_preset, "channels": _positive_int,
+    "dram": {"preset": _dram_preset, "channels": _int_in(1, 64),
              **{key: (lambda value, path: value) for key in DRAM_KEYS if key != "channels"}},
 }
 OPTIONAL = frozenset(f"dram.{key}" for key in DRAM_KEYS if key != "channels")

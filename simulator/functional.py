@@ -37,6 +37,7 @@ from tasdsim.traces.decompose import Decomposition, decompose
 from tasdsim.common import TasdsimError
 from tasdsim.traces.generate import Tiling, plan, useful_depth
 from tasdsim.traces.layer_tensors import layer_seed
+from tasdsim.traces.limits import check_functional
 from tasdsim.traces.nm_format import SUPPORTED_DTYPES
 from tasdsim.traces.patterns import Series
 from tasdsim.traces.search import candidate_series, choose, parse_constraint
@@ -142,6 +143,8 @@ def layer_and_tensors(weights: str | None, inputs: str | None, gemm: str | None,
     if dtype is None:
         raise TasdsimError(f"no synthetic tensors for word_bytes {hw.word_bytes}")
     base = gemm_layer(gemm) if gemm else None
+    if base is not None:
+        check_functional(base.m, base.n, base.k, hw.word_bytes)
     if weights is None and inputs is None:
         return base, synthetic_tensors(base, dtype, seed, act_sparsity)
     loaded = {"weights": tensors.load_tensor(weights) if weights else None,
@@ -156,6 +159,7 @@ def layer_and_tensors(weights: str | None, inputs: str | None, gemm: str | None,
         loaded[missing], sources[missing] = getattr(synth, missing), synth.sources[missing]
     check_tensors(loaded["weights"], loaded["inputs"], (sources["weights"], sources["inputs"]))
     (n, k), m = loaded["weights"].shape, loaded["inputs"].shape[0]
+    check_functional(m, n, k, loaded["weights"].dtype.itemsize)
     if base is not None and (base.m, base.n, base.k) != (m, n, k):
         raise TasdsimError(f"--gemm {gemm} disagrees with the tensors: inputs {loaded['inputs'].shape} and weights "
                            f"{loaded['weights'].shape} make {m}x{n}x{k}")

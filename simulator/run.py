@@ -23,7 +23,9 @@ from tasdsim.traces.generate import BufferPlan, Tiling, generate, plan
 from tasdsim.traces.patterns import DENSE, Series, parse_pattern, parse_series, runs_on
 from tasdsim.traces.search import Choice, Constraint, candidate_series, choose
 from tasdsim.traces.decompose import normalize_axis
+from tasdsim.traces.limits import check_folds
 from tasdsim.traces.metrics import reduction_size
+from tasdsim.traces.trace_check import TraceChecker
 from tasdsim.traces.trace_file import TraceHeader, TraceReader
 from tasdsim.traces.workloads import Layer
 
@@ -132,6 +134,7 @@ def simulate_layer(layer: Layer, hw: HwConfig, series: LayerSeries, ideal_memory
     """Generate the layer's trace and run it, streamed; energy from `energy` (default 45 nm);
     events into `timeline` when given."""
     tiling = plan(layer, hw.target(), series.weights, series.activations, unbounded=ideal_memory)
+    check_folds(layer.name, tiling.folds)
     acc = Accelerator(hw, tiling.buffers, ideal_memory, timeline=timeline)
     stats = acc.run(generate(layer, hw.target(), series.weights, series.activations, tiling), layer.name, "")
     if timeline is not None:
@@ -272,9 +275,13 @@ def simulate_trace(path: str, ideal_memory: bool, overrides: HwConfig | None = N
     with TraceReader(path) as reader:
         hw = overrides or hw_from_dict(reader.header.hardware, f"{path}: header hardware")
         layer = layer_from_header(reader.header.layer, path)
-        acc = Accelerator(hw, buffer_plan_from_header(reader.header.tiling, path), ideal_memory, where=f"{path}: ",
-                          timeline=timeline)
-        stats = acc.run(reader.instructions(), layer.name, f"{path}: ")
+        buffers = buffer_plan_from_header(reader.header.tiling, path)
+        acc = Accelerator(hw, buffers, ideal_memory, where=f"{path}: ", timeline=timeline)
+        try:
+            check = TraceChecker(hw.target(), buffers, ideal_memory)
+        except TasdsimError as err:
+            raise TasdsimError(f"{path}: {err}") from None
+        stats = acc.run(reader.instructions(check), layer.name, f"{path}: ")
         if timeline is not None:
             timeline.end_layer(layer.name, stats.cycles)
         stats.series = dict(reader.header.series)

@@ -18,6 +18,7 @@ from tasdsim.simulator.run import (EdpObjective, LayerSeries, choose_all_series,
 from tasdsim.simulator.stats import STALL_CAUSES, LayerStats, total
 from tasdsim.common import TasdsimError
 from tasdsim.traces.generate import generate, plan
+from tasdsim.traces.limits import check_folds
 from tasdsim.traces.search import parse_constraint
 from tasdsim.traces.trace_file import write_trace
 from tasdsim.traces.workloads import Layer, gemm_layer, load_workload
@@ -208,6 +209,7 @@ def run_trace(args: argparse.Namespace) -> int:
     ideal = args.memory == "ideal"
     series = _series(args, layer, hw)
     tiling = plan(layer, hw.target(), series.weights, series.activations, unbounded=ideal)
+    check_folds(layer.name, tiling.folds)
     try:
         with open(args.output, "w", encoding="utf-8") as f:
             count = write_trace(f, trace_header(layer, hw, series, tiling, ideal),

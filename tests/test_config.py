@@ -134,9 +134,9 @@ def test_unquoted_patterns_stay_patterns(tmp_path):
 @pytest.mark.parametrize(
     "path, value, expected",
     [
-        ("pe_array.rows", 0, "pe_array.rows: must be a positive integer, got 0"),
-        ("pe_array.cols", True, "pe_array.cols: must be a positive integer, got True"),
-        ("pe_array.cols", 2.0, "pe_array.cols: must be a positive integer, got 2.0"),
+        ("pe_array.rows", 0, "pe_array.rows: must be an integer from 1 to 4,096, got 0"),
+        ("pe_array.cols", True, "pe_array.cols: must be an integer from 1 to 4,096, got True"),
+        ("pe_array.cols", 2.5, "pe_array.cols: must be an integer from 1 to 4,096, got 2.5"),
         ("pe_array.dataflow", "xs", "pe_array.dataflow: must be one of ws, os, got 'xs'"),
         ("pe_array.patterns", ["1:4", "2:4", "3:2"], 'pe_array.patterns[2]: "3:2": N must be between 1 and M'),
         ("pe_array.patterns", ["3:4"], 'pe_array.patterns[0]: "3:4" is not supported: N must divide M'),
@@ -145,18 +145,18 @@ def test_unquoted_patterns_stay_patterns(tmp_path):
         ("pe_array.patterns", ["2:4", "2:4"], 'pe_array.patterns[1]: "2:4" is listed twice'),
         ("pe_array.patterns", [], "pe_array.patterns: must be a non-empty list"),
         ("pe_array.patterns", "2:4", "pe_array.patterns: must be a non-empty list"),
-        ("clock_ghz", 0, "clock_ghz: must be a positive number, got 0"),
-        ("clock_ghz", True, "clock_ghz: must be a positive number, got True"),
-        ("clock_ghz", "1GHz", "clock_ghz: must be a positive number, got '1GHz'"),
+        ("clock_ghz", 0, "clock_ghz: must be a number from 0.001 to 1000 (GHz), got 0"),
+        ("clock_ghz", True, "clock_ghz: must be a number from 0.001 to 1000 (GHz), got True"),
+        ("clock_ghz", "1GHz", "clock_ghz: must be a number from 0.001 to 1000 (GHz), got '1GHz'"),
         ("word_bytes", 3, "word_bytes: must be one of 1, 2, 4, got 3"),
-        ("psum_bytes", 0, "psum_bytes: must be a positive integer, got 0"),
-        ("metadata_decoder.latency", -1, "metadata_decoder.latency: must be a non-negative integer, got -1"),
-        ("tasd_units.count", -2, "tasd_units.count: must be a non-negative integer, got -2"),
-        ("accumulator.width", 0, "accumulator.width: must be a positive integer, got 0"),
-        ("buffers.inputs.ports", 0, "buffers.inputs.ports: must be a positive integer, got 0"),
+        ("psum_bytes", 0, "psum_bytes: must be an integer from 1 to 8, got 0"),
+        ("metadata_decoder.latency", -1, "metadata_decoder.latency: must be an integer from 0 to 1,000,000, got -1"),
+        ("tasd_units.count", -2, "tasd_units.count: must be an integer from 0 to 4,096, got -2"),
+        ("accumulator.width", 0, "accumulator.width: must be an integer from 1 to 65,536, got 0"),
+        ("buffers.inputs.ports", 0, "buffers.inputs.ports: must be an integer from 1 to 16, got 0"),
         ("buffers.weights", 5, "buffers.weights: must be a mapping with keys size_kib, banks, bank_bytes, ports"),
         ("dram.preset", "ddr5", "dram.preset: must be one of ddr4-3200, ddr4-3200-bg, hbm2, got 'ddr5'"),
-        ("dram.channels", 0, "dram.channels: must be a positive integer, got 0"),
+        ("dram.channels", 0, "dram.channels: must be an integer from 1 to 64, got 0"),
         ("name", "", "name: must be a non-empty string"),
     ],
 )
@@ -227,7 +227,7 @@ def test_preset_errors_name_the_preset_file(monkeypatch, tmp_path):
                         else {"ddr4-3200": fake, "hbm2": fake})
     with pytest.raises(TasdsimError) as info:
         load_hw("vegeta-m4")
-    assert str(info.value) == "hw/vegeta-m4.yaml: pe_array.rows: must be a positive integer, got 0"
+    assert str(info.value) == "hw/vegeta-m4.yaml: pe_array.rows: must be an integer from 1 to 4,096, got 0"
 
 
 def test_unparsable_yaml_names_line(tmp_path):
@@ -326,14 +326,14 @@ def test_bad_override_key(item, expected):
 @pytest.mark.parametrize(
     "item, expected",
     [
-        ("pe_array.rows=0", "hw/vegeta-m4.yaml with --set pe_array.rows=0: pe_array.rows: must be a positive integer, got 0"),
-        ("pe_array.rows=true", "--set pe_array.rows=true: pe_array.rows: must be a positive integer, got True"),
+        ("pe_array.rows=0", "hw/vegeta-m4.yaml with --set pe_array.rows=0: pe_array.rows: must be an integer from 1 to 4,096, got 0"),
+        ("pe_array.rows=true", "--set pe_array.rows=true: pe_array.rows: must be an integer from 1 to 4,096, got True"),
         ("pe_array.dataflow=is", "--set pe_array.dataflow=is: pe_array.dataflow: must be one of ws, os, got 'is'"),
         ("pe_array.patterns=[1:4,3:2]", '--set pe_array.patterns=[1:4,3:2]: pe_array.patterns[1]: "3:2": N must be between 1 and M'),
         ("pe_array.patterns=1:4,,2:4", "--set pe_array.patterns=1:4,,2:4: pe_array.patterns[1]: empty pattern"),
         ("dram.preset=ddr5", "--set dram.preset=ddr5: dram.preset: must be one of ddr4-3200, ddr4-3200-bg, hbm2, got 'ddr5'"),
         ("dram.preset=", "--set dram.preset=: dram.preset: must be one of ddr4-3200, ddr4-3200-bg, hbm2, got None"),
-        ("clock_ghz=-1", "--set clock_ghz=-1: clock_ghz: must be a positive number, got -1"),
+        ("clock_ghz=-1", "--set clock_ghz=-1: clock_ghz: must be a number from 0.001 to 1000 (GHz), got -1"),
         ("buffers.weights.banks=3", "--set buffers.weights.banks=3: buffers.weights: size_kib 256"),
         ("word_bytes=4", "--set word_bytes=4: psum_bytes: must be at least word_bytes (4)"),
         ("dram={preset: hbm2}", "--set dram={preset: hbm2}: dram: missing required key channels"),
@@ -356,7 +356,7 @@ def test_file_error_not_blamed_on_unrelated_override(tmp_path):
     raw["pe_array"]["rows"] = 0
     message = _error(tmp_path, raw, ["dram.preset=hbm2"])
     assert "--set" not in message
-    assert "pe_array.rows: must be a positive integer, got 0" in message
+    assert "pe_array.rows: must be an integer from 1 to 4,096, got 0" in message
 
 
 def test_override_fixes_a_bad_file(tmp_path):

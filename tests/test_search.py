@@ -178,7 +178,7 @@ def test_candidate_series_mixed_m_term_order():
 
 
 def test_candidate_series_max_terms_error():
-    with pytest.raises(TasdsimError, match="max-terms must be at least 1, got 0"):
+    with pytest.raises(TasdsimError, match="max-terms must be from 1 to 8, got 0"):
         candidate_series(parse_pattern_set(M4), 0)
 
 

@@ -2,6 +2,7 @@
 and bad traces rejected with one line naming the file and line (exit 2, no traceback)."""
 import io
 import json
+import zlib
 
 import pytest
 
@@ -15,7 +16,7 @@ from tasdsim.traces.workloads import gemm_layer
 from cli_helpers import cli
 
 GEMM = "200x100x300"
-HEADER_LINES = 5  # magic + hardware, layer, series, tiling; instruction id i is on line i + 6
+HEADER_LINES = 6  # magic + hardware, layer, series, tiling, count; instruction id i is on line i + 7
 
 
 def make_trace(capsys, path, *extra, hw="vegeta-m4", gemm=GEMM, tasd="2:4+1:4"):
@@ -45,7 +46,7 @@ def test_vegeta_trace_header_and_roundtrip(vegeta_trace):
     data = vegeta_trace.read_bytes()
     lines = data.decode().splitlines()
     assert lines[0] == "# tasdsim-trace 2"
-    assert [l.split(":")[0] for l in lines[1:5]] == ["# hardware", "# layer", "# series", "# tiling"]
+    assert [l.split(":")[0] for l in lines[1:6]] == ["# hardware", "# layer", "# series", "# tiling", "# count"]
     assert rewrite(vegeta_trace) == data
     with TraceReader(str(vegeta_trace)) as reader:
         assert reader.header.series["weights"] == "2:4+1:4"
@@ -219,7 +220,7 @@ def test_load_that_does_not_fit_names_file(vegeta_trace, tmp_path, capsys, case,
     assert path in err, err
 
 
-@pytest.mark.parametrize("content", ["", "# tasdsim-trace 1\n", "\x00\x01binary"])
+@pytest.mark.parametrize("content", ["", "# tasdsim-trace 2\n", "\x00\x01binary"])
 def test_truncated_or_empty_trace(tmp_path, capsys, content):
     path = tmp_path / "short.trace"
     path.write_text(content)
@@ -262,3 +263,82 @@ def test_trace_workload_layer(tmp_path, capsys):
     with TraceReader(str(tmp_path / "fc.trace")) as reader:
         assert reader.header.layer["name"] == "fc"
     assert rewrite(tmp_path / "fc.trace") == (tmp_path / "fc.trace").read_bytes()
+
+
+# ----------------------------------------------------------------------------- whole and possible
+
+
+def _cut(src, dst, keep):
+    """The first `keep` lines of src."""
+    dst.write_text("".join(src.read_text().splitlines(keepends=True)[:keep]))
+    return str(dst)
+
+
+@pytest.mark.parametrize("keep,needle", [(HEADER_LINES, "ends after 0 of"), (HEADER_LINES + 60, "ends after 60 of")])
+def test_trace_cut_at_a_line_boundary_is_an_error(vegeta_trace, tmp_path, capsys, keep, needle):
+    path = _cut(vegeta_trace, tmp_path / "cut.trace", keep)
+    code, _, err = cli(capsys, "simulate", "--trace", path)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and path in err and needle in err, err
+
+
+def test_trace_with_an_extra_line_is_an_error(vegeta_trace, tmp_path, capsys):
+    lines = vegeta_trace.read_text().splitlines(keepends=True)
+    path = tmp_path / "long.trace"
+    path.write_text("".join(lines) + lines[-1].replace(lines[-1].split()[0], str(len(lines) - HEADER_LINES), 1))
+    code, _, err = cli(capsys, "simulate", "--trace", path)
+    assert code == 2 and f"{path}:{len(lines) + 1}: more instructions than" in err, err
+
+
+def test_trace_edited_after_writing_is_an_error(vegeta_trace, tmp_path, capsys):
+    """A change no check catches on its own line (a later address) still fails the checksum."""
+    path = _edit(vegeta_trace, tmp_path / "crc.trace", HEADER_LINES + 1, _sub("addr=", "addr=1"))
+    code, _, err = cli(capsys, "simulate", "--trace", path)
+    assert code == 2 and "CRC-32" in err and len(err.strip().splitlines()) == 1, err
+
+
+CHECKED = {  # an edit the count line would allow (count fixed up), the line it is on, what the error says
+    "rows_beyond_array": ("COMPUTE", _sub("k_rows=", "k_rows=6"), "k_rows="),
+    "useful_beyond_macs": ("COMPUTE", _sub("useful=", "useful=9"), "useful="),
+    "macs_not_product": ("COMPUTE", _sub("macs=", "macs=1"), "macs="),
+    "pattern_not_supported": ("COMPUTE", _sub("pattern=2:4", "pattern=2:8"), "2:8"),
+    "never_loaded": ("COMPUTE", _sub(" w=0", " w=1"), "holds no load"),
+    "freed_twice": ("COMPUTE", _sub("free=weights:0", "free=weights:0,weights:0"), "freed twice"),
+    "store_beyond_slot": ("STORE", _sub("bytes=", "bytes=99999999"), "do not fit"),
+    "acc_slot_missing": ("ACC", _sub("slot=", "slot=9"), "not 9"),
+}
+
+
+def _recount(path):
+    """Rewrite the count line so that only the per-instruction checks can catch an edit."""
+    lines = path.read_text().splitlines(keepends=True)
+    body = lines[HEADER_LINES:]
+    crc = 0
+    for line in body:
+        crc = zlib.crc32(line.encode(), crc)
+    lines[HEADER_LINES - 1] = "# count: " + json.dumps({"crc32": f"{crc:08x}", "instructions": len(body)}) + "\n"
+    path.write_text("".join(lines))
+
+
+@pytest.mark.parametrize("case", sorted(CHECKED))
+def test_instruction_checked_against_the_hardware(vegeta_trace, tmp_path, capsys, case):
+    op, fn, needle = CHECKED[case]
+    line_no = _first_line_with(vegeta_trace, op)
+    path = tmp_path / f"{case}.trace"
+    _edit(vegeta_trace, path, line_no, fn)
+    _recount(path)
+    code, _, err = cli(capsys, "simulate", "--trace", path)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"{path}:{line_no}: {op} " in err and needle in err, err
+
+
+def test_header_buffer_plan_beyond_the_buffers_is_an_error(vegeta_trace, tmp_path, capsys):
+    lines = vegeta_trace.read_text().splitlines(keepends=True)
+    tiling = next(i for i, line in enumerate(lines) if line.startswith("# tiling:"))
+    plan = json.loads(lines[tiling][len("# tiling:"):])
+    plan["buffers"]["inputs"]["slots"] = 1 << 20
+    lines[tiling] = "# tiling: " + json.dumps(plan) + "\n"
+    path = tmp_path / "plan.trace"
+    path.write_text("".join(lines))
+    code, _, err = cli(capsys, "simulate", "--trace", path)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert str(path) in err and "buffers.inputs" in err and "do not fit" in err, err

@@ -238,8 +238,8 @@ def test_yaml_file_by_path(tmp_path):
         ("parameters: {batch: 1}\n", "layers: missing required key"),
         ("parameters: {batch: 1}\nlayers: []\nextra: 1\n", "extra: unknown key"),
         ("parameters: {seq_len: 4}\nlayers: []\n", "parameters.batch: missing required key"),
-        ("parameters: {batch: 0}\nlayers: []\n", "parameters.batch: must be a positive integer"),
-        ("parameters: {batch: true}\nlayers: []\n", "parameters.batch: must be a positive integer"),
+        ("parameters: {batch: 0}\nlayers: []\n", "parameters.batch: must be an integer from 1 to 65,536"),
+        ("parameters: {batch: true}\nlayers: []\n", "parameters.batch: must be an integer from 1 to 65,536"),
         ("parameters: {batch: 1}\nlayers: []\n", "layers: expected a non-empty list"),
         ("parameters: {batch: 1}\nlayers: [7]\n", r"layers\[0\]: expected a mapping"),
         ("parameters: {batch: 1}\nlayers: [{name: a}]\n", r"layers\[0\]: expected a layer"),
@@ -262,17 +262,17 @@ def test_yaml_file_by_path(tmp_path):
         ),
         (
             "parameters: {batch: 1}\nlayers: [{name: a, kind: matmul, m: 2, n: 2, k: 2.5}]\n",
-            r"layers\[0\].k: must be a positive integer",
+            r"layers\[0\].k: must be an integer from 1 to 16,777,216",
         ),
         (
             "parameters: {batch: 1}\nlayers:\n  - {name: a, kind: linear, in_features: 2, out_features: 2, tokens: 1}\n"
             "  - {name: b, kind: conv, in_channels: 3, in_size: 8, out_channels: 4, kernel: 3, stride: 0}\n",
-            r"layers\[1\].stride: must be a positive integer",
+            r"layers\[1\].stride: must be an integer from 1 to",
         ),
         (
             "parameters: {batch: 1}\nlayers: [{name: a, kind: conv, in_channels: 3, in_size: 8, out_channels: 4,"
             " kernel: 3, padding: -1}]\n",
-            r"layers\[0\].padding: must be a non-negative integer",
+            r"layers\[0\].padding: must be an integer from 0 to",
         ),
         (
             "parameters: {batch: 1}\nlayers: [{name: a, kind: conv, in_channels: 3, in_size: [8, 8, 8],"
@@ -302,7 +302,7 @@ def test_yaml_file_by_path(tmp_path):
         (
             "parameters: {batch: 1}\nlayers:\n  - name: blk\n    layers:\n"
             "      - {name: a, kind: matmul, m: 2, n: 2, k: 0}\n",
-            r"layers\[0\].layers\[0\].k: must be a positive integer",
+            r"layers\[0\].layers\[0\].k: must be an integer from 1 to",
         ),
         (
             "parameters: {batch: 1}\nlayers:\n  - {name: a.b, kind: matmul, m: 2, n: 2, k: 2}\n"
@@ -321,7 +321,7 @@ def test_bad_yaml_names_file_and_path(tmp_path, text, message):
 def test_bad_parameter_overrides():
     with pytest.raises(TasdsimError, match="resnet50.yaml: has no parameter seq_len"):
         load_workload("resnet50", seq_len=128)
-    with pytest.raises(TasdsimError, match="bert-base.yaml: batch=0: must be a positive integer"):
+    with pytest.raises(TasdsimError, match="bert-base.yaml: batch=0: must be an integer from 1 to 65,536"):
         load_workload("bert-base", batch=0)
 
 

@@ -26,8 +26,9 @@ def _extract_term_py(bits, mag, n, m):  # pragma: no cover - compiled
 
     bits: (rows, K) raw bits of the residual (zeroed where taken); mag: (rows, K) magnitudes (zeroed
     where taken). Per group, n passes each take the largest remaining magnitude (strict >, so ties
-    go to the lowest index); padded slots (-1) rank below every real element and taken ones (-2)
-    below those. Returns in-group indices (rows, groups, n), increasing, and the taken value bits.
+    go to the lowest index); padded slots rank below every real element and taken ones below those
+    (a rank per slot, so magnitudes may use their type's whole range). Returns in-group indices
+    (rows, groups, n), increasing, and the taken value bits.
     """
     rows, k = bits.shape
     groups = (k + m - 1) // m
@@ -35,25 +36,25 @@ def _extract_term_py(bits, mag, n, m):  # pragma: no cover - compiled
     values = np.zeros((rows, groups, n), dtype=bits.dtype)
     chunks = (rows + _CHUNK_ROWS - 1) // _CHUNK_ROWS
     for c in prange(chunks):
-        group_mag = np.empty(m, dtype=mag.dtype)
-        taken = np.zeros(m, dtype=np.bool_)
+        group_mag = np.zeros(m, dtype=mag.dtype)
+        slot_rank = np.empty(m, dtype=np.uint8)  # 0 real, 1 padded, 2 taken
         for r in range(c * _CHUNK_ROWS, min(rows, (c + 1) * _CHUNK_ROWS)):
             for g in range(groups):
                 base = g * m
                 width = min(m, k - base)
                 for i in range(m):
-                    group_mag[i] = mag[r, base + i] if i < width else -1
+                    slot_rank[i] = 0 if i < width else 1
+                    group_mag[i] = mag[r, base + i] if i < width else 0
                 for _ in range(n):
                     best = 0
                     for i in range(1, m):
-                        if group_mag[i] > group_mag[best]:
+                        if slot_rank[i] < slot_rank[best] or (
+                                slot_rank[i] == slot_rank[best] and group_mag[i] > group_mag[best]):
                             best = i
-                    taken[best] = True
-                    group_mag[best] = -2
+                    slot_rank[best] = 2
                 j = 0
                 for i in range(m):
-                    if taken[i]:
-                        taken[i] = False
+                    if slot_rank[i] == 2:
                         indices[r, g, j] = i
                         if i < width:
                             values[r, g, j] = bits[r, base + i]
@@ -74,9 +75,10 @@ def _extract_term(bits: np.ndarray, mag: np.ndarray, n: int, m: int) -> tuple[np
 
 
 def magnitude(a: np.ndarray) -> np.ndarray:
-    """|a| in a type wide enough to be exact: int64 for integers, float32/float64 for floats."""
+    """|a| in a type wide enough to be exact: uint64 for integers (|-2^63| = 2^63 included),
+    float32/float64 for floats."""
     if np.issubdtype(a.dtype, np.integer):
-        return np.abs(a.astype(np.int64, copy=False))
+        return np.abs(a.astype(np.int64, copy=False)).view(np.uint64)
     wide = np.float64 if a.dtype == np.float64 else np.float32
     return np.abs(a.astype(wide, copy=False))
 

@@ -15,26 +15,39 @@ KEPT_METRICS = ("density", "compute_density", "kept_magnitude")
 METRICS = KEPT_METRICS + ERROR_METRICS
 
 
+SAFE_PEAK = 1e150  # above this |x|, sums of squares could overflow float64: metrics scale first
+
+
 def _f64(a: np.ndarray) -> np.ndarray:
     return np.asarray(a, dtype=np.float64)
 
 
+def safe_scale(a: np.ndarray) -> float:
+    """1, or 1 / max|a| when |a| is so large that sums of squares or products could overflow.
+    Every metric is a ratio, so scaling both sides by it changes nothing but the overflow."""
+    peak = float(np.abs(_f64(a)).max()) if a.size else 0.0
+    return 1.0 / peak if peak > SAFE_PEAK else 1.0
+
+
 def relative_error(a: np.ndarray, a_hat: np.ndarray) -> float:
     """||A - A_hat||_F / ||A||_F (0 for an all-zero A)."""
-    norm = np.linalg.norm(_f64(a))
-    return float(np.linalg.norm(_f64(a) - _f64(a_hat)) / norm) if norm else 0.0
+    s = safe_scale(a)
+    norm = np.linalg.norm(_f64(a) * s)
+    return float(np.linalg.norm((_f64(a) - _f64(a_hat)) * s) / norm) if norm else 0.0
 
 
 def relative_error_from_residual(a: np.ndarray, residual: np.ndarray) -> float:
     """||R||_F / ||A||_F: the same value as relative_error, without forming A_hat."""
-    norm = np.linalg.norm(_f64(a))
-    return float(np.linalg.norm(_f64(residual)) / norm) if norm else 0.0
+    s = safe_scale(a)
+    norm = np.linalg.norm(_f64(a) * s)
+    return float(np.linalg.norm(_f64(residual) * s) / norm) if norm else 0.0
 
 
 def kept_magnitude(a: np.ndarray, a_hat: np.ndarray) -> float:
     """sum|A_hat| / sum|A| (1 for an all-zero A)."""
-    total = np.abs(_f64(a)).sum()
-    return float(np.abs(_f64(a_hat)).sum() / total) if total else 1.0
+    s = safe_scale(a)
+    total = (np.abs(_f64(a)) * s).sum()
+    return float((np.abs(_f64(a_hat)) * s).sum() / total) if total else 1.0
 
 
 def density(a_hat: np.ndarray) -> float:
@@ -50,9 +63,10 @@ def output_error(a: np.ndarray, a_hat: np.ndarray, b: np.ndarray, axis: int) -> 
     flat_a, flat_a_hat = _as_matrix(a, axis), _as_matrix(a_hat, axis)
     if b.shape[0] != flat_a.shape[1]:
         raise TasdsimError(f"sample inputs have {b.shape[0]} rows, expected {flat_a.shape[1]} (the reduction size)")
-    reference = flat_a @ _f64(b)
+    s, b = safe_scale(flat_a), _f64(b) * safe_scale(b)
+    reference = (flat_a * s) @ b
     norm = np.linalg.norm(reference)
-    return float(np.linalg.norm((flat_a - flat_a_hat) @ _f64(b)) / norm) if norm else 0.0
+    return float(np.linalg.norm(((flat_a - flat_a_hat) * s) @ b) / norm) if norm else 0.0
 
 
 def _as_matrix(a: np.ndarray, axis: int) -> np.ndarray:

@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass
 
 from tasdsim.common import TasdsimError
+from tasdsim.traces.limits import MAX_TERMS
 
 
 MAX_M = 256  # in-group indices fit one byte
@@ -112,8 +113,11 @@ def parse_series(text: str) -> Series:
         return Series((DENSE,))
     if not text:
         raise TasdsimError('empty series: expected N:M terms joined by "+", such as 2:4+1:4')
+    parts = text.split("+")
+    if len(parts) > MAX_TERMS:
+        raise TasdsimError(f'series "{text[:40]}...": {len(parts)} terms, more than the limit of {MAX_TERMS}')
     terms = []
-    for i, part in enumerate(text.split("+")):
+    for i, part in enumerate(parts):
         if not part.strip():
             raise TasdsimError(f'series "{text}": term {i + 1} is empty')
         try:

@@ -13,6 +13,7 @@ import numpy as np
 from numba import njit, prange
 
 from tasdsim.traces.decompose import magnitude
+from tasdsim.traces.metrics import safe_scale
 from tasdsim.traces.nm_format import check_tensor, to_rows
 from tasdsim.traces.patterns import Series
 
@@ -66,7 +67,9 @@ class RankProfile:
     def of(cls, a: np.ndarray, axis: int) -> "RankProfile":
         a = np.asarray(a)
         check_tensor(a)
-        return cls(magnitude(to_rows(a, axis)), {})
+        mag = magnitude(to_rows(a, axis))
+        scale = safe_scale(mag)  # squares of |x| > 1e154 would overflow
+        return cls(mag * scale if scale != 1.0 else mag, {})
 
     def _sums(self, m: int) -> tuple[np.ndarray, np.ndarray]:
         if m not in self.by_m:

@@ -10,6 +10,7 @@ MAC-weighted mean of the metric over layers instead of to each layer.
 from __future__ import annotations
 
 import itertools
+import math
 import operator
 import re
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ import numpy as np
 
 from tasdsim.traces.decompose import decompose, normalize_axis
 from tasdsim.common import TasdsimError
+from tasdsim.traces.limits import MAX_CANDIDATES, MAX_TERMS
 from tasdsim.traces.metrics import ERROR_METRICS, quality, relative_error_from_residual
 from tasdsim.traces.patterns import DENSE, Pattern, Series
 from tasdsim.traces.rank_profile import RankProfile
@@ -61,8 +63,12 @@ def parse_constraint(text: str) -> Constraint:
 
 def candidate_series(patterns: tuple[Pattern, ...], max_terms: int) -> list[Series]:
     """Every supported series of 1..max_terms terms with compute density below 1, cheapest first."""
-    if max_terms < 1:
-        raise TasdsimError(f"max-terms must be at least 1, got {max_terms}")
+    if not 1 <= max_terms <= MAX_TERMS:
+        raise TasdsimError(f"max-terms must be from 1 to {MAX_TERMS}, got {max_terms}")
+    combinations = sum(math.comb(len(patterns) + count - 1, count) for count in range(1, max_terms + 1))
+    if combinations > MAX_CANDIDATES:
+        raise TasdsimError(f"{len(patterns)} patterns in series of up to {max_terms} terms make {combinations:,} "
+                           f"candidates, more than the limit of {MAX_CANDIDATES:,}: give fewer patterns or terms")
     found = []
     for count in range(1, max_terms + 1):
         for combo in itertools.combinations_with_replacement(patterns, count):

@@ -22,6 +22,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
 from tasdsim.common import TasdsimError
+from tasdsim.traces.limits import check_elements
 from tasdsim.traces.patterns import Pattern
 
 BFLOAT16 = np.dtype(ml_dtypes.bfloat16)
@@ -54,8 +55,13 @@ def load_tensor(spec: str) -> np.ndarray:
     """Load one tensor: "path.npy", "path.npz:key" or "path.safetensors:name".
 
     An archive without a key is accepted only when it holds exactly one tensor.
-    The stored dtype is kept (BF16 loads as ml_dtypes.bfloat16).
+    The stored dtype is kept (BF16 loads as ml_dtypes.bfloat16). A tensor holding NaN or an
+    infinity, or more than MAX_TENSOR_ELEMENTS elements, is an error naming it.
     """
+    return _finite(_load_tensor(spec), spec)
+
+
+def _load_tensor(spec: str) -> np.ndarray:
     path, key = _split_spec(spec)
     kind = _file_kind(path)
     if kind == ".npy":
@@ -91,11 +97,19 @@ def load_tensors(path: str) -> dict[str, np.ndarray]:
     if kind == ".npz":
         with _reading(path), zipfile.ZipFile(path) as zf:
             return {
-                key: _read_npy(lambda: zf.open(member), f"{path}:{key}")
+                key: _finite(_read_npy(lambda: zf.open(member), f"{path}:{key}"), f"{path}:{key}")
                 for key, member in _npz_members(zf, path).items()
             }
     with _reading(path), safe_open(path, framework="np") as f:
-        return {key: _read_safetensor(f, key, f"{path}:{key}") for key in sorted(f.keys())}
+        return {key: _finite(_read_safetensor(f, key, f"{path}:{key}"), f"{path}:{key}") for key in sorted(f.keys())}
+
+
+def _finite(tensor: np.ndarray, where: str) -> np.ndarray:
+    """The tensor, after checking that it holds no NaN or infinity."""
+    values = tensor if tensor.dtype.kind in "biuf" else tensor.astype(np.float32)  # bfloat16
+    if not np.isfinite(values).all():
+        raise TasdsimError(f"{where}: the tensor holds NaN or infinite values")
+    return tensor
 
 
 def tensor_shapes(path: str) -> dict[str, tuple[int, ...]]:
@@ -191,8 +205,9 @@ def _read_npy(open_file: Callable[[], IO[bytes]], where: str) -> np.ndarray:
     """Read an .npy stream after checking from its header that it holds numbers."""
     with _reading(where):
         with open_file() as fh:
-            _, dtype = _npy_header(fh, where)
+            shape, dtype = _npy_header(fh, where)
         _check_numeric(dtype, where)
+        check_elements(shape, where)
         with open_file() as fh:
             return np.lib.format.read_array(fh, allow_pickle=False)
 
@@ -202,6 +217,7 @@ def _read_safetensor(f: safe_open, key: str, where: str) -> np.ndarray:
     if stored not in SAFETENSORS_DTYPES:
         expected = ", ".join(SAFETENSORS_DTYPES)
         raise TasdsimError(f"{where}: unsupported dtype {stored}, expected one of {expected}")
+    check_elements(tuple(f.get_slice(key).get_shape()), where)
     return f.get_tensor(key)
 
 
@@ -396,6 +412,7 @@ def _shape(shape: int | Sequence[int]) -> tuple[int, ...]:
         and all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 1 for d in dims)
     ):
         raise TasdsimError(f"shape {shape} must be one or more positive integers")
+    check_elements(tuple(int(d) for d in dims), f"shape {tuple(int(d) for d in dims)}")
     return tuple(int(d) for d in dims)
 
 

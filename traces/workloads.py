@@ -34,7 +34,8 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 
-from tasdsim.common import bundled_files, read_preset, TasdsimError
+from tasdsim.common import bundled_files, integer, read_preset, TasdsimError
+from tasdsim.traces.limits import MAX_BATCH, MAX_DIM, MAX_FIELD, MAX_GROUPS, MAX_LAYER_MACS, MAX_LAYERS, MAX_REPEAT
 
 KINDS = ("conv", "linear", "matmul")
 
@@ -71,6 +72,11 @@ class Layer:
             value = getattr(self, field)
             if not _is_int(value) or value < 1:
                 raise TasdsimError(f"layer {self.name}: {field} must be a positive integer, got {value!r}")
+            limit = MAX_GROUPS if field == "groups" else MAX_DIM
+            if value > limit:
+                raise TasdsimError(f"layer {self.name}: {field}={value:,} exceeds the limit of {limit:,}")
+        if self.macs > MAX_LAYER_MACS:
+            raise TasdsimError(f"layer {self.name}: {self.macs:,} MACs exceed the limit of {MAX_LAYER_MACS:,} per layer")
 
     @property
     def macs(self) -> int:
@@ -114,8 +120,10 @@ def conv_output_size(size: int, kernel: int, stride: int, padding: int, dilation
 def gemm_layer(text: str) -> Layer:
     """A linear layer from "MxNxK", e.g. "1024x1024x2048"."""
     parts = text.strip().lower().split("x")
-    if len(parts) != 3 or not all(p.strip().isdecimal() and int(p) > 0 for p in parts):
+    if len(parts) != 3 or not all(p.strip().isascii() and p.strip().isdecimal() and int(p) > 0 for p in parts):
         raise TasdsimError(f'"{text}": expected MxNxK with positive integers, e.g. 1024x1024x2048')
+    if any(len(p.strip()) > 12 for p in parts):
+        raise TasdsimError(f'"{text}": M, N and K must each be at most {MAX_DIM:,}')
     m, n, k = (int(p) for p in parts)
     return Layer(name="gemm", kind="linear", m=m, n=n, k=k, weight_shape=(n, k))
 
@@ -189,8 +197,9 @@ def load_workload(name_or_path: str, batch: int | None = None, seq_len: int | No
         if key not in params:
             declared = ", ".join(params)
             raise TasdsimError(f"{label}: has no parameter {key} to set (its parameters: {declared})")
-        if not _is_int(value) or value < 1:
-            raise TasdsimError(f"{label}: {key}={value!r}: must be a positive integer")
+        limit = MAX_BATCH if key == "batch" else MAX_FIELD
+        if not _is_int(value) or not 1 <= value <= limit:
+            raise TasdsimError(f"{label}: {key}={value!r}: must be an integer from 1 to {limit:,}")
         params[key] = value
     layers = _layers(data["layers"], params, label, "layers")
     counts = Counter(layer.name for layer in layers)
@@ -226,9 +235,10 @@ def _parameters(raw: Any, label: str) -> dict[str, int]:
     for key, value in raw.items():
         if not isinstance(key, str) or not key.isidentifier():
             _fail(label, f"parameters.{key}", "a parameter name must be an identifier")
-        if not _is_int(value) or value < 1:
-            _fail(label, f"parameters.{key}", f"must be a positive integer, got {value!r}")
-    return dict(raw)
+        limit = MAX_BATCH if key == "batch" else MAX_FIELD
+        if integer(value) is None or not 1 <= integer(value) <= limit:
+            _fail(label, f"parameters.{key}", f"must be an integer from 1 to {limit:,}, got {value!r}")
+    return {key: integer(value) for key, value in raw.items()}
 
 
 def _int(value: Any, params: dict[str, int], label: str, path: str, minimum: int = 1) -> int:
@@ -237,10 +247,10 @@ def _int(value: Any, params: dict[str, int], label: str, path: str, minimum: int
         if value not in params:
             _fail(label, path, f"unknown parameter {value!r} (parameters: {', '.join(params)})")
         return params[value]
-    if not _is_int(value) or value < minimum:
-        what = "a positive integer" if minimum == 1 else "a non-negative integer"
-        _fail(label, path, f"must be {what} or a parameter name, got {value!r}")
-    return value
+    number = integer(value)
+    if number is None or not minimum <= number <= MAX_FIELD:
+        _fail(label, path, f"must be an integer from {minimum} to {MAX_FIELD:,} or a parameter name, got {value!r}")
+    return number
 
 
 def _pair(value: Any, params: dict[str, int], label: str, path: str, minimum: int = 1) -> tuple[int, int]:
@@ -278,6 +288,8 @@ def _layers(raw: Any, params: dict[str, int], label: str, path: str) -> list[Lay
             layers.extend(_block(entry, params, label, where))
         else:
             _fail(label, where, f"expected a layer (with kind: {', '.join(KINDS)}) or a block (with layers)")
+        if len(layers) > MAX_LAYERS:
+            _fail(label, where, f"the workload has more than {MAX_LAYERS:,} layers, the limit")
     return layers
 
 
@@ -286,9 +298,13 @@ def _block(entry: dict, params: dict[str, int], label: str, path: str) -> list[L
     name = _name(entry, label, path)
     repeat = _int(entry.get("repeat", 1), params, label, f"{path}.repeat")
     start = _int(entry.get("start", 0), params, label, f"{path}.start", minimum=0)
+    if repeat > MAX_REPEAT:
+        _fail(label, f"{path}.repeat", f"{repeat:,} exceeds the limit of {MAX_REPEAT:,}")
     if repeat > 1 and "{i}" not in name:
         _fail(label, f"{path}.name", "a repeated block's name needs {i}, the repetition index")
     inner = _layers(entry["layers"], params, label, f"{path}.layers")
+    if repeat * len(inner) > MAX_LAYERS:
+        _fail(label, path, f"{repeat:,} repeats of {len(inner)} layers exceed the limit of {MAX_LAYERS:,} layers")
     return [
         dataclasses.replace(layer, name=f"{name.replace('{i}', str(i))}.{layer.name}")
         for i in range(start, start + repeat)
