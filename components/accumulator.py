@@ -35,7 +35,6 @@ class AccumulatorConfig:
 class AccumulatorStats:
     adds: int = 0  # psum words added
     busy_cycles: int = 0  # cycles taking psums plus cycles draining the pipeline
-    drains: int = 0  # ACC instructions
 
     def actions(self) -> dict[str, int]:
         return {"adds": self.adds, "busy_cycles": self.busy_cycles}
@@ -86,7 +85,6 @@ class Accumulator:
             if latency:
                 yield self.env.timeout(latency)
             self.stats.busy_cycles += latency
-            self.stats.drains += 1
             if self.probe is not None:
                 self.probe.span("accumulator", "drain", f"ACC {ins.id}", start, self.env.now)
             self.completions.done(ins, "accumulator")

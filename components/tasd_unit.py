@@ -31,7 +31,7 @@ class TasdUnitsStats:
     busy_cycles: int = 0
 
     def actions(self) -> dict[str, int]:
-        return {"groups": self.nm_groups, "elements": self.elements, "busy_cycles": self.busy_cycles}
+        return {"nm_groups": self.nm_groups, "elements": self.elements, "busy_cycles": self.busy_cycles}
 
 
 class TasdUnits:

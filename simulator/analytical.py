@@ -93,7 +93,7 @@ def covered_rows(p: Pattern, k: int, r: int) -> int:
     one for every fold boundary inside a group (fR not a multiple of N), and every fold that
     reaches into the last group loses its padding G*M - K.
     """
-    groups = p.groups(k)
+    groups = p.nm_groups(k)
     folds = _cdiv(p.depth(k), r)
     period = p.n // math.gcd(p.n, r)  # fR is a multiple of N every `period` folds
     split_boundaries = (folds - 1) - (folds - 1) // period
@@ -281,8 +281,8 @@ def _counts(layer: Layer, h: _Hw, terms: tuple[Pattern, ...], act: bool, tiling:
             "inputs": {"read": in_sram_read, "write": traffic["inputs"]},
             "outputs": out_sram}
     macs = g * m * n * sum(depths)
-    tasd_groups = g * tiling.col_tiles * m * sum(p.groups(k) for p in terms) if act else 0
-    tasd_elements = g * tiling.col_tiles * m * sum(p.groups(k) * p.m for p in terms) if act else 0  # M per group
+    nm_groups = g * tiling.col_tiles * m * sum(p.nm_groups(k) for p in terms) if act else 0
+    tasd_elements = g * tiling.col_tiles * m * sum(p.nm_groups(k) * p.m for p in terms) if act else 0  # M per group
     return {
         "compute": compute, "folds": folds, "folds_per_block": per_block, "decoder_folds": decoder_folds,
         "macs_issued": macs, "macs_useful": g * m * n * sum(useful_depth(p, k) for p in terms),
@@ -293,7 +293,7 @@ def _counts(layer: Layer, h: _Hw, terms: tuple[Pattern, ...], act: bool, tiling:
             "pe_array": {"macs": macs, "folds": folds},
             "metadata_decoder": {"folds": decoder_folds, "indices": indices},
             "accumulator": {"adds": acc_adds},
-            "tasd_units": {"groups": tasd_groups, "elements": tasd_elements},
+            "tasd_units": {"nm_groups": nm_groups, "elements": tasd_elements},
             **{f"sram_{name}": {"read_bytes": v["read"], "write_bytes": v["write"]} for name, v in sram.items()},
         },
     }
@@ -430,7 +430,7 @@ def _ws_blocks(layer: Layer, h: _Hw, terms: tuple[Pattern, ...], act: bool,
                 acc_stall += nf * max(0, h.fold(0) + take - span)
                 folds.append(_Fold(max(span, h.fold(0) + take), h.load(nbytes, buf.weights),
                                    h.dec if p.metadata_bits else 0, nbytes, nf, i))
-        tasd = [h.tasd(t * p.groups(k), p) if act else 0 for p in terms]
+        tasd = [h.tasd(t * p.nm_groups(k), p) if act else 0 for p in terms]
         n_folds = sum(f.count for f in folds)
         acc = n_folds * take + h.hw.accumulator.latency if multi else 0
         per_term = [sum(f.cycles * f.count for f in folds if f.term == i) for i in range(len(terms))]
@@ -459,7 +459,7 @@ def _os_blocks(layer: Layer, h: _Hw, terms: tuple[Pattern, ...], act: bool,
         nbytes = _os_weight_bytes(h, terms, act, k, cols)
         decodes = [h.dec if p.metadata_bits else 0 for p in terms]  # one decode per term's fold
         fold = _Fold(sum(per_term), h.load(nbytes, buf.weights), decodes[0], nbytes, 1, 0)
-        tasd = [h.tasd(rows * p.groups(k), p) if act else 0 for p in terms]
+        tasd = [h.tasd(rows * p.nm_groups(k), p) if act else 0 for p in terms]
         return _make_block([fold], h, rows * k * word, rows * cols * psum, tasd, 0, 0, per_term, decodes)
 
     rows, cols = classes(layer.m, h.r), classes(layer.n, h.c)
@@ -499,7 +499,7 @@ def _recurrence(h: _Hw, group: list[_Block], groups: int, multi: bool, folds: in
             _step(h, prev, b, nxt, state, multi, folds, act, stalls)
         marks[gi + 1] = (state["s"], dict(stalls))
     end, last_block = state["e"], group[-1]
-    at = max(state["acc_n1"] if multi else end, state["q_out"])
+    at = max(state["drained"] if multi else end, state["q_out"])
     done = _chain(h, [("out", last_block.out_bytes, h.buf.outputs, at)], state)["out"]
     # After the last fold the cycles are charged to the last store (to the ACC it waited for when
     # it took no time itself), as the simulator charges its tail.
@@ -523,7 +523,7 @@ def _start(h: _Hw, b: _Block, stalls: dict[str, int]) -> dict[str, Any]:
     s = _charge(0, source + weights if b.dataflow == "ws" else weights + source, stalls)
     return {"s": s, "e": 0, "dram": None, "tu": ends["in0"] + b.tasd, "in0": ends["in0"], "w0": ends["w0"],
             "q_in": 0, "q_out": 0, "q_w": 0, "store": 0, "store_cause": "dram", "t0": t0,
-            "acc_n1": 0, "dec0": ends["w0"] + w0.decode if w0.decode else 0}
+            "drained": 0, "dec0": ends["w0"] + w0.decode if w0.decode else 0}
 
 
 def _step(h: _Hw, prev: _Block | None, b: _Block, nxt: _Block | None, state: dict[str, Any], multi: bool,
@@ -531,11 +531,11 @@ def _step(h: _Hw, prev: _Block | None, b: _Block, nxt: _Block | None, state: dic
     """Block b runs from state["s"]; leaves the next block's start in state["s"].
 
     When the previous block's last fold ended it freed the slots of its store (issued after its
-    last ACC), of the next block's input tile and of this block's second-fold weights (with one fold
-    per block, the next block's), each behind the one before it in its DMA queue. The third fold's
-    weights are issued when the first fold ends. All are served first come first served. A fold
-    that starts a term also waits for the ACC two terms back (the psum staging slot it reuses).
-    Waits are charged, like the simulator does, to each dependency in the order it was issued."""
+    ACC drained the accumulator), of the next block's input tile and of this block's second-fold
+    weights (with one fold per block, the next block's), each behind the one before it in its DMA
+    queue. The third fold's weights are issued when the first fold ends. All are served first come
+    first served. Waits are charged, like the simulator does, to each dependency in the order it
+    was issued."""
     f0, f1, f2 = b.seq
     s, buf = state["s"], h.buf
     if prev is None:
@@ -545,7 +545,7 @@ def _step(h: _Hw, prev: _Block | None, b: _Block, nxt: _Block | None, state: dic
         w1_at = state["w0"]
     else:
         origin = state["e"]
-        store_at = state["acc_n1"] if multi else origin
+        store_at = state["drained"] if multi else origin
         # Released together, transfers reach the DRAM in the order their queues became free.
         items = [("out", prev.out_bytes, buf.outputs, max(store_at, state["q_out"]), state["q_out"])]
         if nxt is not None:
@@ -598,8 +598,7 @@ def _step(h: _Hw, prev: _Block | None, b: _Block, nxt: _Block | None, state: dic
                 decoded = max(decoded, e - b.last_fold)
                 next_weights = [(decode(decoded, nxt.seq[0]), "metadata_decoder")]
     # The terms one after another: a later term also waits for its TASD (decomposed in order from
-    # the first's), an OS tile's for its decode, and a term for the ACC two terms back (its staging
-    # slot): the previous block's last ACC for the second term, this block's ACCs for later ones.
+    # the first's) and an OS tile's for its decode.
     waits = {cause: 0 for cause in STALL_CAUSES}
     now = s
     for i, cycles in enumerate(b.per_term):
@@ -619,7 +618,7 @@ def _step(h: _Hw, prev: _Block | None, b: _Block, nxt: _Block | None, state: dic
     state["e"], state["dram"] = e, state.pop("dram_next")
     state["q_w"] = max(ends.get("w1", 0), ends.get("w2", 0), e - b.last_fold if folds > 2 else 0)
     if multi:  # the ACC drains the accumulator after the block's last fold
-        state["acc_n1"] = e + h.hw.accumulator.latency
+        state["drained"] = e + h.hw.accumulator.latency
     if prev is not None:
         state["store"] = state["q_out"] = ends["out"]
         state["store_cause"] = cause["out"]
@@ -676,7 +675,7 @@ def _charge(ready: int, deps: list[tuple[int, str]], stalls: dict[str, int]) -> 
 
 def _shift(h: _Hw, state: dict[str, Any], delta: int) -> None:
     """Move every absolute time of the recurrence later by delta cycles."""
-    for key in ("s", "e", "tu", "t0", "store", "q_in", "q_out", "q_w", "acc_n1", "dec0"):
+    for key in ("s", "e", "tu", "t0", "store", "q_in", "q_out", "q_w", "drained", "dec0"):
         state[key] += delta
     if state["dram"] is not None:
         state["dram"] = h.dram.shifted(state["dram"], delta)

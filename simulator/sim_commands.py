@@ -181,10 +181,10 @@ def write_reports(out: str, layers: list[LayerStats], result: dict) -> None:
               for s in layers])
         _csv(os.path.join(out, "sparsity.csv"),
              ["layer", "weights_series", "activations_series", "metadata_bytes", "macs_issued", "macs_useful",
-              "decoder_folds", "accumulator_adds", "tasd_groups"],
+              "decoder_folds", "accumulator_adds", "tasd_nm_groups"],
              [[s.name, s.series["weights"], s.series["activations"], s.dram_bytes["metadata"], s.macs_issued,
                s.macs_useful, s.actions["metadata_decoder"]["folds"], s.actions["accumulator"]["adds"],
-               s.actions["tasd_units"]["groups"]] for s in layers])
+               s.actions["tasd_units"]["nm_groups"]] for s in layers])
         with open(os.path.join(out, "result.json"), "w", encoding="utf-8") as f:
             json.dump(result, f, indent=2)
             f.write("\n")

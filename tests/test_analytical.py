@@ -148,6 +148,8 @@ POINTS = [
     ("ttc-m8", ("pe_array.rows=6",), "gemm", "64x48x100", "2:8+1:8", "activations"),
     ("ttc-m8", ("pe_array.dataflow=os",), "bert-base", "encoder.0.attn.context", "2:8+1:8", "activations"),
     ("ttc-m8", ("dram.preset=hbm2", "dram.channels=8"), "mobilenetv2", "features.7.conv.0.0", "2:8+1:8", "weights"),
+    ("vegeta-m4", ("accumulator.width=8", "accumulator.latency=5"), "resnet50", "layer2.0.conv2", "2:4+1:4", "weights"),
+    ("ttc-m8", ("accumulator.width=16", "accumulator.latency=3"), "gemm", "64x48x100", "2:8+1:8", "activations"),
 ]
 
 

@@ -96,14 +96,14 @@ def test_pattern_density(n, m, density):
 ])
 def test_pattern_depth_examples(n, m, k, depth):
     assert Pattern(n, m).depth(k) == depth
-    assert Pattern(n, m).groups(k) == math.ceil(k / m)
+    assert Pattern(n, m).nm_groups(k) == math.ceil(k / m)
 
 
 @given(st.integers(1, 64).flatmap(lambda m: st.tuples(st.integers(1, m), st.just(m))), st.integers(1, 5000))
 def test_pattern_depth_is_n_times_ceil_k_over_m(nm, k):
     n, m = nm
     p = Pattern(n, m)
-    assert p.groups(k) == -(-k // m) == math.ceil(k / m)
+    assert p.nm_groups(k) == -(-k // m) == math.ceil(k / m)
     assert p.depth(k) == n * math.ceil(k / m)
 
 

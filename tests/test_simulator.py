@@ -11,6 +11,7 @@ Formulas (R x C array, GEMM O[M x N] = I[M x K] . W[K x N]):
 import json
 
 import pytest
+from hypothesis import given, settings, strategies
 
 from tasdsim.components.dram import load_dram_preset, min_transfer_cycles
 from tasdsim.simulator.config import load_hw
@@ -140,6 +141,28 @@ def test_series_ws_narrow_accumulator_stalls_every_fold(width, latency):
     stretch = max(0, cdiv(m * n, width) - m)
     assert st.stall_cycles["accumulator"] == folds * stretch + latency
     assert st.cycles == st.compute_cycles + folds * stretch + latency
+
+
+@settings(max_examples=40, deadline=None)
+@given(strategies.integers(1, 700), strategies.integers(1, 150), strategies.integers(1, 600), strategies.sampled_from([(32, 32), (16, 8), (8, 24)]),
+       strategies.sampled_from(["2:4+1:4", "2:4+2:4", "1:4+1:4+1:4", "4:8+2:8+1:8", "2:8+1:8"]),
+       strategies.sampled_from([4, 8, 32, 64]), strategies.integers(0, 6))
+def test_held_out_series_cost_the_sum_of_their_terms(m, n, k, shape, text, width, latency):
+    """Ideal memory, no decoder: a series costs the sum over its terms of the WS closed form, each
+    fold's m_rows streamed rows stretched to ceil(m_rows * cols / width) when the accumulator is
+    narrower than the columns, plus the accumulator's latency once."""
+    r, c = shape
+    preset = "vegeta-m4" if text.count(":4") else "ttc-m8"
+    hw = load_hw(preset, [*NO_DECODER, f"pe_array.rows={r}", f"pe_array.cols={c}", f"accumulator.width={width}",
+                          f"accumulator.latency={latency}"])
+    st = run(f"{m}x{n}x{k}", hw, text)
+    terms = [tuple(int(x) for x in t.split(":")) for t in text.split("+")]
+    compute = sum(ws_cycles(m, n, nm_depth(pn, pm, k), r, c) for pn, pm in terms)
+    folds_per_column_tile = sum(cdiv(nm_depth(pn, pm, k), r) for pn, pm in terms)
+    stretch = sum(folds_per_column_tile * max(0, cdiv(m * min(c, n - j * c), width) - m) for j in range(cdiv(n, c)))
+    assert st.compute_cycles == compute
+    assert st.cycles == compute + stretch + latency
+    assert st.stall_cycles["accumulator"] == stretch + latency
 
 
 def test_series_ws_tail_hand_derived():

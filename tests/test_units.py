@@ -205,7 +205,7 @@ def test_tasd_units_take_m_cycles_per_round_of_groups(init_delay, interval, expe
     tasds = [Instr(i, "TASD", {"slot": 0, "term": i, "pattern": "2:4", "nm_groups": 5}) for i in range(2)]
     env.process(source(env, inbox, sink, tasds, init_delay, interval))
     assert run(env, sink, 2) == expected
-    assert units.stats.actions() == {"groups": 10, "elements": 40, "busy_cycles": 24}
+    assert units.stats.actions() == {"nm_groups": 10, "elements": 40, "busy_cycles": 24}
 
 
 # ----------------------------------------------------------------------------- DMA

@@ -250,7 +250,7 @@ def _generate_ws(layer: Layer, hw: Target, weights: Series, activations: Series,
                 for i, p in enumerate(series.terms):
                     source = load_in.id
                     if act_sparse:
-                        tasd = e.tasd(slot, i, p, t * p.groups(layer.k), load_in.id)
+                        tasd = e.tasd(slot, i, p, t * p.nm_groups(layer.k), load_in.id)
                         yield tasd
                         source = tasd.id
                     pattern = str(p)
@@ -333,7 +333,7 @@ def _generate_os(layer: Layer, hw: Target, weights: Series, activations: Series,
                 for i, p in enumerate(series.terms):
                     source = load_in.id
                     if act_sparse:
-                        tasd = e.tasd(slot, i, p, rows * p.groups(layer.k), load_in.id)
+                        tasd = e.tasd(slot, i, p, rows * p.nm_groups(layer.k), load_in.id)
                         yield tasd
                         source = tasd.id
                     depth = p.depth(layer.k)

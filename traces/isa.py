@@ -23,7 +23,8 @@ Glossary (one name per thing, in code, configs, reports and docs):
   k_rows        rows of the reduction K a fold covers (compressed rows of an N:M term)
   m_rows        rows of M a fold covers: streamed through the array (WS) or held in it (OS)
   term          one N:M part of a TASD series ("2:4+1:4" has terms 2:4 and 1:4)
-  N:M group     M consecutive elements along K, at most N kept (`nm_groups`: how many)
+  N:M group     M consecutive elements along K, at most N kept (`nm_groups`: how many;
+                `Pattern.nm_groups(k)`); the TASD units decompose N:M groups
   conv groups   a grouped convolution's independent channel groups (`Layer.groups`)
   tile          what one buffer slot holds: a weight tile, an input tile, a psum tile
   psum          a partial sum of the output, `psum_bytes` wide

@@ -131,7 +131,7 @@ class CompressedTerm:
                     values: np.ndarray, metadata: np.ndarray) -> "CompressedTerm":
         """Rebuild a term from its values (rows, groups, N) and packed metadata bytes."""
         rows = int(np.prod(shape)) // shape[axis]
-        expect = (rows, pattern.groups(shape[axis]), pattern.n)
+        expect = (rows, pattern.nm_groups(shape[axis]), pattern.n)
         if values.shape != expect:
             raise TasdsimError(f"term {pattern}: values have shape {values.shape}, expected {expect}")
         indices = unpack_metadata(metadata, pattern.metadata_bits, values.size).reshape(expect)

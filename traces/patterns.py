@@ -43,13 +43,13 @@ class Pattern:
         """Bits of metadata per kept value: its index in the group, ceil(log2 M)."""
         return math.ceil(math.log2(self.m)) if self.m > 1 else 0
 
-    def groups(self, k: int) -> int:
-        """Groups along a reduction axis of length k; the last group is zero-padded to M."""
+    def nm_groups(self, k: int) -> int:
+        """N:M groups along a reduction axis of length k; the last one is zero-padded to M."""
         return -(-k // self.m)
 
     def depth(self, k: int) -> int:
         """Reduction depth of a term with this pattern: N * ceil(K/M)."""
-        return self.n * self.groups(k)
+        return self.n * self.nm_groups(k)
 
 
 DENSE = Pattern(1, 1)
