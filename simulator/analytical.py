@@ -22,12 +22,17 @@ Exact quantities (the simulator must agree to the cycle and to the byte):
 Modelled quantities (the simulator should agree within a tolerance):
 
 - unit service times, each in closed form:
-  * a DRAM tile transfer: the tile starts on a row boundary, so from an idle bus it closes the row
-    open in its first bank and opens its own (tRP + tRCD; a fresh DRAM has none to close), waits
-    CL, then moves ceil(bursts / channels) bursts of BL/2 tCK on the busiest channel. Tiles queued
-    behind one another follow on the bus, and when every tile starts in the same bank (the address
-    stripe of all channels and banks divides TILE_ALIGN: DDR4 x1, HBM2 up to 8 channels) a tile's
-    activation also waits tRAS after the previous tile's and tRP after its last column command.
+  * a DRAM tile transfer: the tile starts on a row boundary and is a stream of rows (pages of
+    `columns * bus_width / 8` bytes) on its busiest channel (rows go to the channels in turn). Its
+    first row waits 1 tCK to reach its bank's command queue, tRP when another row is open there
+    (a fresh DRAM has none), then tRCD; a row's column commands are tCCD_L apart (one bank group)
+    and it ends CL + BL/2 after its last. The next row (another bank group) starts one `period`
+    later: its requests reach its bank once the previous row's last trans_queue_size +
+    cmd_queue_size requests are queued, then 2 tCK and tRCD; at least the row's bursts on the bus and
+    a quarter of tFAW. Tiles queued behind one another continue that stream. Refresh stretches
+    every transfer by tRFC / tREFI. Not modelled: tiles of different queues interleaving in the
+    controller's queues, their rows conflicting in shared banks, the write buffer's drains and the
+    read/write turnarounds (the suite's wider tolerances name the points where these decide).
     The DMA needs bytes / (SRAM bytes per cycle) as well;
   * a fold: max(2R + C + t - 2, its SRAM port cycles); a TASD of G groups: ceil(G / U) * M; an ACC
     of W psums: latency + ceil(W / width); a metadata decode: `latency`, one fold at a time.
@@ -45,9 +50,7 @@ Modelled quantities (the simulator should agree within a tolerance):
   every group repeat the same tile sizes, so the recurrence runs block by block over the first
   groups, until it repeats, and over the last group; the groups in between repeat it (their times
   shift, nothing else). Fill (what precedes the first fold) and drain (the last ACC and store)
-  are its ends. Not modelled: which bank a tile starts in when tiles rotate over several banks
-  (DDR4 with 2 or more channels, HBM2 with 16): there the model assumes no bank conflicts between
-  tiles, and small tiles can take twice as long or more in the simulator.
+  are its ends.
 - stall cycles by cause, from the constraint that set each start.
 
 `bounds` adds the roofline view: each unit's busy time alone (the DRAM's: every tile's bursts, at
@@ -144,80 +147,87 @@ class LayerModel:
 
 
 class _Dram:
-    """DRAM service in closed form (see the module docstring). Times inside are in tCK; a state
-    (bus free, (last activation, last column command) in the tiles' first bank) carries what earlier
-    transfers left behind."""
+    """DRAM service in closed form (see the module docstring). Times inside are in tCK. A tile is
+    a stream of rows (pages) on its busiest channel; the state carried between transfers is the
+    earliest tCK at which the next row's first column command can issue (None: a fresh DRAM)."""
 
-    OPEN_ROW = (None, (-(1 << 62), -(1 << 62)))  # an idle DRAM whose banks hold other rows, long open
+    OPEN_ROW = -(1 << 62)  # an idle DRAM whose banks hold other rows, long open
 
     def __init__(self, timing: DramTiming, ratio: Fraction, ideal: bool) -> None:
-        self.t = timing
+        t = self.t = timing
         self.p, self.q = ratio.numerator, ratio.denominator  # accelerator cycles per tCK = p / q
         self.ideal = ideal
-        self.bursts_per_row = timing.page_bytes // timing.request_bytes
-        self.same_bank = (TILE_ALIGN // (timing.channels * timing.page_bytes)) % timing.banks_per_rank == 0
+        self.row_lines = timing.page_bytes // timing.request_bytes
+        self.queue = timing.trans_queue_size + timing.cmd_queue_size
+        self.column = max(t.burst_cycles, t.tCCD_L)      # one row's column commands: one bank group
+        self.refresh = 1 + Fraction(t.tRFC, t.tREFI)      # a rank stops for tRFC every tREFI
 
     def bursts(self, nbytes: int) -> int:
-        """Bursts of a tile (tiles start on a burst boundary)."""
+        """Bursts (requests) of a tile (tiles start on a burst boundary)."""
         return _cdiv(nbytes, self.t.request_bytes)
 
+    def rows(self, nbytes: int) -> list[int]:
+        """Requests of each row the tile's busiest channel serves, in order: rows of `row_lines`
+        consecutive requests go to the channels in turn (the tile starts on a row boundary)."""
+        lines = self.bursts(nbytes)
+        n = _cdiv(lines, self.row_lines)
+        sizes = [self.row_lines] * (n - 1) + [lines - self.row_lines * (n - 1)]
+        return sizes[::self.t.channels]
+
+    def period(self, lines: int) -> int:
+        """tCK from a row's first column command to the next row's, in a stream: the next row's
+        requests reach its bank (another bank group) once this row's last `queue` requests have
+        entered the read queue and command queue, i.e. after (lines - queue) column commands
+        tCCD_L apart; then 2 tCK to enter and move, and the ACTIVATE's tRCD. Never less than the
+        row's bursts on the bus, nor a quarter of the four-activate window."""
+        t = self.t
+        return max((lines - self.queue) * self.column + 2 + t.tRCD, lines * t.burst_cycles, _cdiv(t.tFAW, 4))
+
     def chain(self, items: list[tuple[int, int, int]],
-              since: tuple | None = None) -> tuple[list[int], tuple, list[bool]]:
+              since: int | None = None) -> tuple[list[int], int | None, list[bool]]:
         """Finish cycles of tile transfers (bytes, SRAM port cycles, arrival cycle), served first
         come first served after the transfers that left DRAM state `since` (None: a fresh DRAM,
-        every bank closed, so its first tile opens a row without closing one). Returns the finish
-        cycles, the new state and which transfers the SRAM ports held longer than the DRAM."""
+        every bank closed, so its first tile opens a row without closing one). A tile's first row
+        waits 1 tCK to reach its command queue, tRP when another row is open in its bank, and tRCD;
+        each row ends (lines - 1) column commands later plus the read delay; rows follow one
+        `period` apart. Refresh stretches the service by tRFC / tREFI. Returns the finish cycles,
+        the new state and which transfers the SRAM ports held longer than the DRAM."""
         t, out, ports = self.t, [], []
-        bus, prev = since or (None, None)
+        nxt = since
         for nbytes, port, arrival in items:
             if self.ideal or nbytes == 0:
                 out.append(arrival)
                 ports.append(False)
                 continue
-            pre = _cdiv(arrival * self.q, self.p)
-            if prev is not None and self.same_bank:
-                pre = max(pre, prev[1], prev[0] + t.tRAS)  # close the previous tile's row first
-            act = pre + (t.tRP if prev is not None else 0)
-            col = act + t.tRCD if bus is None else max(act + t.tRCD, bus - t.CL)
-            per_channel = _cdiv(self.bursts(nbytes), t.channels)
-            bus = col + t.CL + per_channel * t.burst_cycles
-            # A tile of more rows than banks comes back to its first bank: its last row there.
-            revisit = (_cdiv(per_channel, self.bursts_per_row) - 1) // t.banks_per_rank * t.banks_per_rank
-            last_col = col + (revisit * self.bursts_per_row - 1
-                              + min(self.bursts_per_row, per_channel - revisit * self.bursts_per_row)) * t.burst_cycles
-            if revisit:
-                act = max(col + (self.bursts_per_row - 1) * t.burst_cycles, act + t.tRAS) + t.tRP
-            prev = (act, last_col)
-            done = _cdiv(bus * self.p, self.q)
+            start_tck = _cdiv(arrival * self.q, self.p)
+            first = start_tck + 1 + t.tRCD + (t.tRP if nxt is not None else 0)
+            s = first if nxt is None else max(first, nxt)
+            end = s
+            for lines in self.rows(nbytes):
+                end = max(end, s + (lines - 1) * self.column + t.read_delay)
+                s += self.period(lines)
+            nxt = s
+            finish = start_tck + math.ceil((end - start_tck) * self.refresh)
+            done = _cdiv(finish * self.p, self.q)
             out.append(max(done, arrival + port))
             ports.append(arrival + port > done)
-        return out, (bus, prev), ports
+        return out, nxt, ports
 
     def stream(self, nbytes: int) -> Fraction:
-        """A tile's share of a busy DRAM, in cycles: its bursts on the busiest channel and, when
-        every tile starts in the same bank, at least that bank's row cycle tRAS + tRP (a tile
-        opens a row there). Tiles of a few bursts are row-cycle bound: that is the efficiency the
-        tile size against the row costs."""
+        """A tile's share of a busy DRAM, in cycles: the periods of its rows on the busiest
+        channel, stretched by refresh."""
         if self.ideal or nbytes == 0:
             return Fraction(0)
-        t = self.t
-        tck = _cdiv(self.bursts(nbytes), t.channels) * t.burst_cycles
-        if self.same_bank:
-            tck = max(tck, t.tRAS + t.tRP)
+        tck = sum(self.period(lines) for lines in self.rows(nbytes)) * self.refresh
         return Fraction(tck * self.p, self.q)
 
-    def shifted(self, state: tuple, cycles: int) -> tuple:
+    def shifted(self, state: int | None, cycles: int) -> int | None:
         """A DRAM state moved later by `cycles` accelerator cycles."""
-        bus, prev = state
-        if prev is None:
-            return state
-        tck = cycles * self.q // self.p
-        return bus + tck, (prev[0] + tck, prev[1] + tck)
+        return None if state is None else state + cycles * self.q // self.p
 
     def peak_cycles(self, nbytes: int) -> Fraction:
         """nbytes at the peak bandwidth of all channels."""
-        t = self.t
-        return Fraction(nbytes * self.p, t.channels * (t.bus_width // 8) * 2 * self.q)
+        return Fraction(nbytes * self.p, self.t.peak_bytes_per_tck * self.q)
 
 
 class _Hw:
