@@ -418,16 +418,10 @@ class Dram:
             c.read_bytes += nbytes
         if self.ideal or nbytes == 0:
             return None
-        t = self.timing
         mc = self.controller
         now = self.env.now
-        addresses = np.arange(first, last + 1, dtype=np.int64) * size
-        f = t.decode(addresses)
-        arrival = max(-(-now * self._q // self._p), mc.clk)
-        fields = np.stack([addresses, np.full(count, arrival), np.full(count, int(write)), f["ch"],
-                           f["ra"] * t.banks_per_rank + f["bg"] * t.banks_per_group + f["ba"], f["ro"], f["co"]])
         transfer = mc.new_transfer(count)
-        mc.offer(fields, transfer)
+        mc.offer_lines(first, count, max(-(-now * self._q // self._p), mc.clk), write, transfer)
         event = self.env.event()
         if not self._waiting:
             self._busy_since = now

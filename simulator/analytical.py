@@ -70,7 +70,7 @@ from tasdsim.simulator.config import BufferConfig, BuffersConfig, HwConfig
 from tasdsim.simulator.energy import EnergyTable, edp, layer_energy, load_energy
 from tasdsim.simulator.run import DEFAULT_ENERGY, LayerSeries
 from tasdsim.simulator.stats import STALL_CAUSES, LayerStats
-from tasdsim.traces.generate import TILE_ALIGN, Tiling, plan, useful_depth
+from tasdsim.traces.generate import Tiling, plan, useful_depth
 from tasdsim.traces.patterns import Pattern
 from tasdsim.traces.workloads import Layer
 
