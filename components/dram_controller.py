@@ -580,10 +580,6 @@ class MemoryController:
             self.merge_next = np.concatenate([self.merge_next, np.full(size - self.merge_next.shape[0], -1, np.int64)])
             self.merge_tail = np.concatenate([self.merge_tail, np.zeros(size - self.merge_tail.shape[0], np.int64)])
 
-    def busy(self) -> bool:
-        """True while a request waits to be offered or sits in a queue, or a refresh is pending."""
-        return bool(self.g[G_NEXT] < self.n or self.ctl[:, [C_RQ, C_WB, C_CQ, C_REFQ]].any())
-
 
 def controller_params(timing: DramTiming) -> np.ndarray:
     """The kernel's parameter vector: organisation, queues, and DRAMsim3's command-to-command
