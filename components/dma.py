@@ -1,8 +1,10 @@
 """DMA engine: executes LOAD (DRAM -> buffer slot) and STORE (buffer slot -> DRAM).
 
-One in-order queue per buffer (weights, inputs, outputs), sharing the DRAM. A transfer takes the
-longer of its DRAM service time and the buffer's port time (bytes / bytes per cycle); the cause
-it leaves for a waiting PE array is "dram" or "sram" accordingly.
+One in-order queue per buffer (weights, inputs, outputs), sharing the DRAM: each queue offers its
+transfer's requests to the memory controller, whose queues take them in order with those of the
+other queues, and waits for the transfer's completion event. A transfer takes the longer of its DRAM
+time and the buffer's port time (bytes / bytes per cycle); the cause it leaves for a waiting PE
+array is "dram" or "sram" accordingly.
 """
 from __future__ import annotations
 
@@ -73,11 +75,12 @@ class DmaEngine:
                 dram_bytes["outputs"] += nbytes
                 buffer.read(nbytes)
             now = env.now
-            dram_done = dram.schedule(f["addr"], nbytes, not load, now)
             sram_done = now + buffer.cycles(nbytes)
-            finish = dram_done if dram_done >= sram_done else sram_done
-            if finish > now:
-                yield env.timeout(finish - now)
+            dram_event = dram.request(f["addr"], nbytes, not load)
+            dram_done = now if dram_event is None else (yield dram_event)
+            if sram_done > dram_done:
+                yield env.timeout(sram_done - dram_done)
+            finish = env.now
             stats.busy_cycles += finish - now
             stats.transfers += 1
             if self.probe is not None:

@@ -15,18 +15,18 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import heapq
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Generator
+from typing import Any
 
 import numpy as np
 import simpy
-from numba import njit
 
 from tasdsim.common import bundled_files, read_preset, TasdsimError
 from tasdsim.components.dram_controller import (
-    MemoryController, S_ACT, S_CONFLICTS, S_DRAINS, S_DUAL, S_MISSES, S_PRE, S_READ_CMDS, S_READ_HITS, S_REF,
+    FOREVER, MemoryController, R_ADDR, R_ARRIVAL, R_WRITE, S_ACT, S_CONFLICTS, S_DRAINS, S_DUAL, S_MISSES, S_PRE, S_READ_CMDS, S_READ_HITS, S_REF,
     S_WRITE_CMDS, S_WRITE_HITS)
 
 
@@ -336,164 +336,137 @@ def replay(timing: DramTiming, addresses: np.ndarray, writes: np.ndarray, arriva
 class DramStats:
     """Action counts, for statistics and the energy model."""
 
-    reads: int = 0          # read bursts
-    writes: int = 0         # write bursts
+    reads: int = 0          # read requests (bursts)
+    writes: int = 0         # write requests (bursts)
     read_bytes: int = 0     # bytes requested by reads
     write_bytes: int = 0    # bytes requested by writes
-    row_hits: int = 0       # bursts to the open row
-    row_misses: int = 0     # bursts to a closed bank (first access): one ACT
-    row_conflicts: int = 0  # bursts to a bank with another row open: one PRE and one ACT
+    row_hits: int = 0       # READ/WRITE commands to a row that has served one since its ACTIVATE
+    row_misses: int = 0     # ACTIVATEs of a closed bank
+    row_conflicts: int = 0  # ACTIVATEs after closing another row for a waiting request
     activates: int = 0
     precharges: int = 0
-    busy_cycles: int = 0    # accelerator cycles with at least one transfer in service (union)
+    refreshes: int = 0
+    busy_cycles: int = 0    # accelerator cycles with at least one transfer in service
 
 
 def _cycles_per_tck(timing: DramTiming, clock_ghz: float) -> Fraction:
-    """Accelerator cycles per tCK, exact (tck_ns * clock_ghz from their decimal values)."""
+    """Accelerator cycles per tCK, exact (tCK * clock_ghz from their decimal values)."""
     if not clock_ghz > 0:
         raise TasdsimError(f"clock_ghz must be positive, got {clock_ghz!r}")
     return Fraction(str(timing.tCK)) * Fraction(str(clock_ghz))
 
 
-def _ceil_div(a: int, b: int) -> int:
-    return -(-a // b)
-
-
 def min_transfer_cycles(timing: DramTiming, nbytes: int, clock_ghz: float) -> int:
-    """Lower bound on a transfer of `nbytes`: bytes / peak bandwidth over all channels, in
-    accelerator cycles (rounded up)."""
+    """Lower bound on moving `nbytes`: bytes / peak bandwidth over all channels, in accelerator
+    cycles (rounded up)."""
     ratio = _cycles_per_tck(timing, clock_ghz)
-    # tCK needed = nbytes / (channels * bus bytes * 2 per tCK); cycles = tCK * ratio.
-    num = nbytes * ratio.numerator
-    den = timing.channels * (timing.bus_width // 8) * 2 * ratio.denominator
-    return _ceil_div(num, den)
-
-
-@njit(cache=True)
-def _serve_bursts(first: int, count: int, t0: int, banks: np.ndarray, bus_free: np.ndarray,
-                  params: np.ndarray) -> tuple[int, int, int, int]:
-    """Serve bursts `first .. first + count - 1` in order from arrival `t0` (tCK), updating the
-    bank state in place. `banks` is (3, channels, banks): open row, last ACT, ready time; `params`
-    is [bursts_per_row, bank_groups, banks_per_group, CL, tRCD, tRP, tRAS, burst tCK] (few
-    arguments keep Numba's call overhead low). Returns the tCK at which the last burst's data is
-    done, and the row hits, misses and conflicts."""
-    open_row, last_act, bank_ready = banks[0], banks[1], banks[2]
-    bursts_per_row, bank_groups, banks_per_group = params[0], params[1], params[2]
-    cl, trcd, trp, tras, burst_tck = params[3], params[4], params[5], params[6], params[7]
-    hits = misses = conflicts = 0
-    channels = bus_free.shape[0]
-    # Decode the first burst's fields, then step them like an odometer (no division per burst).
-    ch = first % channels
-    rest = first // channels
-    col_in_row = rest % bursts_per_row
-    rest //= bursts_per_row
-    bg = rest % bank_groups
-    rest //= bank_groups
-    ba = rest % banks_per_group
-    row = rest // banks_per_group
-    finish = t0
-    for _ in range(count):
-        bank = ba * bank_groups + bg
-        t = max(bank_ready[ch, bank], t0)
-        if open_row[ch, bank] == row:
-            hits += 1
-            col = t
-        elif open_row[ch, bank] < 0:
-            misses += 1
-            last_act[ch, bank] = t
-            col = t + trcd
-        else:
-            conflicts += 1
-            pre = max(t, last_act[ch, bank] + tras)
-            act = pre + trp
-            last_act[ch, bank] = act
-            col = act + trcd
-        open_row[ch, bank] = row
-        col = max(col, bus_free[ch] - cl)
-        done = col + cl + burst_tck
-        bank_ready[ch, bank] = col
-        bus_free[ch] = done
-        if done > finish:
-            finish = done
-        ch += 1
-        if ch == channels:
-            ch = 0
-            col_in_row += 1
-            if col_in_row == bursts_per_row:
-                col_in_row = 0
-                bg += 1
-                if bg == bank_groups:
-                    bg = 0
-                    ba += 1
-                    if ba == banks_per_group:
-                        ba = 0
-                        row += 1
-    return finish, hits, misses, conflicts
+    return -(-nbytes * ratio.numerator // (timing.peak_bytes_per_tck * ratio.denominator))
 
 
 class Dram:
-    """DRAM channels x bank groups x banks with an open-row policy; one SimPy event per tile
-    transfer. Simulation time is in accelerator cycles of `clock_ghz`. With `ideal=True` every
-    transfer completes in 0 cycles and only bursts and bytes are counted."""
+    """DRAM behind its memory controller, as a SimPy unit; simulation time is in accelerator cycles
+    of `clock_ghz`, the controller's in tCK (an arrival at cycle t enters at tCK ceil(t / ratio), a
+    completion at tCK c is seen at cycle ceil(c * ratio), ratio = tCK * clock_ghz).
 
-    def __init__(self, env: simpy.Environment, timing: DramTiming, clock_ghz: float,
-                 ideal: bool = False) -> None:
+    `request(address, nbytes, write)` offers a transfer's requests (every `request_bytes` line it
+    touches, in address order) to the controller's front end behind those offered before, and
+    returns an event that succeeds, with the cycle as value, when the last of them is done. The
+    controller runs in `MemoryController.advance` between SimPy events: after the events of the
+    current cycle, up to the earlier of the next other event and the next transfer completion, so
+    one event per transfer completion and none per burst. Nothing else can offer requests before
+    the next event, so running ahead to it is exact. With `ideal=True` transfers take no time and
+    only requests and bytes are counted."""
+
+    def __init__(self, env: simpy.Environment, timing: DramTiming, clock_ghz: float, ideal: bool = False) -> None:
         self.env = env
         self.timing = timing
         self.clock_ghz = clock_ghz
         self.ideal = ideal
-        self.stats = DramStats()
-        self._ratio = _cycles_per_tck(timing, clock_ghz)   # accelerator cycles per tCK
-        self._ratio_pq = (self._ratio.numerator, self._ratio.denominator)
-        self._burst_bytes = timing.request_bytes
-        self._banks = np.zeros((3, timing.channels, timing.banks_per_rank), dtype=np.int64)
-        self._banks[0] = -1                                   # open row per bank: none
-        self._bus_free = np.zeros(timing.channels, dtype=np.int64)
-        self._params = np.array([timing.page_bytes // timing.request_bytes, timing.bankgroups,
-                                 timing.banks_per_group, timing.CL, timing.tRCD, timing.tRP, timing.tRAS,
-                                 timing.burst_cycles], dtype=np.int64)
-        self._busy_until = 0                                  # accelerator cycles
-        self._last_arrival = 0
+        self.controller = MemoryController(timing, idle_drain=True)
+        ratio = _cycles_per_tck(timing, clock_ghz)
+        self._p, self._q = ratio.numerator, ratio.denominator
+        self._counts = DramStats()
+        self._waiting: dict[int, simpy.Event] = {}   # transfer id -> its completion event
+        self._complete: list[tuple[int, int]] = []   # (done tCK, transfer id) known, not yet signalled
+        self._plan = 0                               # the current wake-up; older ones are void
+        self._busy_since = 0
 
-    def transfer(self, address: int, nbytes: int, write: bool) -> Generator[simpy.Event, Any, None]:
-        """SimPy process: move `nbytes` at byte `address`; completes after its service time.
-        Use as `yield env.process(dram.transfer(address, nbytes, write))`."""
-        finish = self.schedule(address, nbytes, write, self.env.now)
-        yield self.env.timeout(finish - self.env.now)
+    @property
+    def stats(self) -> DramStats:
+        """The counts so far, the controller's included."""
+        s = dataclasses.replace(self._counts)
+        c = self.controller.stats.sum(axis=0)
+        s.row_hits, s.row_misses = int(c[S_READ_HITS] + c[S_WRITE_HITS]), int(c[S_MISSES])
+        s.row_conflicts, s.activates = int(c[S_CONFLICTS]), int(c[S_ACT])
+        s.precharges, s.refreshes = int(c[S_PRE]), int(c[S_REF])
+        return s
 
-    def schedule(self, address: int, nbytes: int, write: bool, now: int) -> int:
-        """Serve a transfer arriving at accelerator cycle `now` (never earlier than the previous
-        arrival): update the bank state and the stats, and return its finish cycle."""
+    def request(self, address: int, nbytes: int, write: bool) -> simpy.Event | None:
+        """Offer a transfer of `nbytes` at byte `address`; returns its completion event, or None when
+        it takes no time (nbytes 0, or ideal memory)."""
         if address < 0 or nbytes < 0:
             raise ValueError(f"DRAM transfer needs address >= 0 and nbytes >= 0, got {address}, {nbytes}")
-        if now < self._last_arrival:
-            raise ValueError(f"DRAM requests must arrive in time order: {now} < {self._last_arrival}")
-        self._last_arrival = now
-        if nbytes == 0:
-            return now
-        burst = self._burst_bytes
-        first = address // burst
-        count = (address + nbytes - 1) // burst - first + 1
-        s = self.stats
+        size = self.timing.request_bytes
+        first, last = address // size, (address + nbytes - 1) // size
+        count = last - first + 1 if nbytes else 0
+        c = self._counts
         if write:
-            s.writes += count
-            s.write_bytes += nbytes
+            c.writes += count
+            c.write_bytes += nbytes
         else:
-            s.reads += count
-            s.read_bytes += nbytes
-        if self.ideal:
-            return now
-        p, q = self._ratio_pq
-        t0 = -(-now * q // p)                                 # arrival in tCK, rounded up
-        finish_tck, hits, misses, conflicts = _serve_bursts(first, count, t0, self._banks, self._bus_free,
-                                                            self._params)
-        s.row_hits += hits
-        s.row_misses += misses
-        s.row_conflicts += conflicts
-        s.activates += misses + conflicts
-        s.precharges += conflicts
-        finish = -(-int(finish_tck) * p // q)                # back to accelerator cycles, rounded up
-        if finish > self._busy_until:
-            s.busy_cycles += finish - max(now, self._busy_until)
-            self._busy_until = finish
-        return finish
+            c.reads += count
+            c.read_bytes += nbytes
+        if self.ideal or nbytes == 0:
+            return None
+        mc = self.controller
+        now = self.env.now
+        transfer = mc.new_transfer(count)
+        mc.offer_lines(first, count, max(-(-now * self._q // self._p), mc.clk), write, transfer)
+        event = self.env.event()
+        if not self._waiting:
+            self._busy_since = now
+        self._waiting[transfer] = event
+        self._wake_in(0)
+        return event
+
+    def _wake_in(self, delay: int) -> None:
+        """Plan the controller's next step `delay` cycles from now, voiding any earlier plan."""
+        self._plan += 1
+        plan = self._plan
+        self.env.timeout(delay).callbacks.append(lambda _: self._step(plan))
+
+    def _step(self, plan: int) -> None:
+        """Run the controller up to the next other event or transfer completion; signal the
+        transfers done now; plan the next step."""
+        if plan != self._plan:
+            return
+        env, mc = self.env, self.controller
+        now, following = env.now, env.peek()
+        if following == now:                      # more happens this cycle: step after it
+            self._wake_in(0)
+            return
+        horizon = FOREVER if following == float("inf") else -(-int(following) * self._q // self._p)
+        while True:
+            while self._complete and -(-self._complete[0][0] * self._p // self._q) == now:
+                _, transfer = heapq.heappop(self._complete)
+                self._waiting.pop(transfer).succeed(now)
+                if not self._waiting:
+                    self._counts.busy_cycles += now - self._busy_since
+            limit = min(horizon, self._complete[0][0]) if self._complete else horizon
+            if mc.clk >= limit:
+                break
+            resolved = mc.advance(limit, stop_on_transfer=True)
+            for transfer in resolved:
+                heapq.heappush(self._complete, (mc.finish(transfer), int(transfer)))
+            if not len(resolved):
+                break
+        if self._waiting:   # the next completion, or the next other event if that comes first
+            wake = following if following != float("inf") else FOREVER
+            if self._complete:
+                wake = min(wake, -(-self._complete[0][0] * self._p // self._q))
+            self._wake_in(int(wake) - now)
+
+    def offered(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every request offered so far, in order: byte addresses, write flags, arrival tCK."""
+        mc = self.controller
+        return mc.req[R_ADDR, :mc.n].copy(), mc.req[R_WRITE, :mc.n].copy(), mc.req[R_ARRIVAL, :mc.n].copy()

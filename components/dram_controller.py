@@ -464,6 +464,26 @@ def _advance(req, n, done, merge_next, merge_tail, p, g, ctl, rq, wb, cq, cq_len
     return nres
 
 
+@njit(cache=True)
+def _offer_lines(req, merge_tail, start, first_line, count, line_bytes, arrival, write, transfer, fields):
+    """Fill request table columns start.. with `count` consecutive lines from `first_line`;
+    `fields` is (shift, mask) of channel, rank, bank group, bank, row, column, then banks per rank
+    and banks per group."""
+    for i in range(count):
+        r = start + i
+        a = (first_line + i) * line_bytes
+        req[R_ADDR, r] = a
+        req[R_ARRIVAL, r] = arrival
+        req[R_WRITE, r] = write
+        req[R_CHANNEL, r] = (a >> fields[0, 0]) & fields[0, 1]
+        req[R_BANK, r] = (((a >> fields[1, 0]) & fields[1, 1]) * fields[6, 0] + ((a >> fields[2, 0]) & fields[2, 1])
+                          * fields[6, 1] + ((a >> fields[3, 0]) & fields[3, 1]))
+        req[R_ROW, r] = (a >> fields[4, 0]) & fields[4, 1]
+        req[R_COL, r] = (a >> fields[5, 0]) & fields[5, 1]
+        req[R_XFER, r] = transfer
+        merge_tail[r] = r
+
+
 class MemoryController:
     """The controllers of every channel of one DRAM: their state, the request table (requests in the
     order they were offered) and the transfers the requests belong to. Times are tCK cycles."""
@@ -471,6 +491,10 @@ class MemoryController:
     def __init__(self, timing: DramTiming, idle_drain: bool) -> None:
         self.params = controller_params(timing)
         self.idle_drain = idle_drain
+        self.line_bytes = timing.request_bytes
+        bits = timing.field_bits()
+        self.fields = np.array([(bits[f][0], (1 << bits[f][1]) - 1) for f in ("ch", "ra", "bg", "ba", "ro", "co")]
+                               + [(timing.banks_per_rank, timing.banks_per_group)], np.int64)
         nch, banks = timing.channels, timing.ranks * timing.bankgroups * timing.banks_per_group
         self.g = np.zeros(G_COUNT, np.int64)
         self.ctl = np.zeros((nch, C_COUNT), np.int64)
@@ -504,17 +528,21 @@ class MemoryController:
         request's nor before `clk`) belonging to `transfer` (-1: none)."""
         count = fields.shape[1]
         end = self.n + count
-        if end > self.done.shape[0]:
-            size = max(end, 2 * self.done.shape[0])
-            self.req = np.concatenate([self.req, np.zeros((R_COUNT, size - self.req.shape[1]), np.int64)], axis=1)
-            self.done = np.concatenate([self.done, np.full(size - self.done.shape[0], -1, np.int64)])
-            self.merge_next = np.concatenate([self.merge_next, np.full(size - self.merge_next.shape[0], -1, np.int64)])
-            self.merge_tail = np.concatenate([self.merge_tail, np.zeros(size - self.merge_tail.shape[0], np.int64)])
+        self._room(end)
         self.req[:R_XFER, self.n:end] = fields
         self.req[R_XFER, self.n:end] = transfer
         self.merge_tail[self.n:end] = np.arange(self.n, end)
         self.g[G_UNFINISHED] += count
         self.n = end
+
+    def offer_lines(self, first_line: int, count: int, arrival: int, write: bool, transfer: int) -> None:
+        """Append `count` requests to consecutive lines from `first_line`, arriving at tCK `arrival`,
+        belonging to `transfer` (as `offer`, decoding the addresses here)."""
+        self._room(self.n + count)
+        _offer_lines(self.req, self.merge_tail, self.n, first_line, count, self.line_bytes, arrival, int(write),
+                     transfer, self.fields)
+        self.g[G_UNFINISHED] += count
+        self.n += count
 
     def new_transfer(self, requests: int) -> int:
         """Open a transfer of `requests` requests (offer them with its id); returns the id."""
@@ -543,9 +571,14 @@ class MemoryController:
                          self.resolved)
         return self.resolved[:count].copy()
 
-    def busy(self) -> bool:
-        """True while a request waits to be offered or sits in a queue, or a refresh is pending."""
-        return bool(self.g[G_NEXT] < self.n or self.ctl[:, [C_RQ, C_WB, C_CQ, C_REFQ]].any())
+    def _room(self, end: int) -> None:
+        """Grow the request table to hold `end` requests."""
+        if end > self.done.shape[0]:
+            size = max(end, 2 * self.done.shape[0])
+            self.req = np.concatenate([self.req, np.zeros((R_COUNT, size - self.req.shape[1]), np.int64)], axis=1)
+            self.done = np.concatenate([self.done, np.full(size - self.done.shape[0], -1, np.int64)])
+            self.merge_next = np.concatenate([self.merge_next, np.full(size - self.merge_next.shape[0], -1, np.int64)])
+            self.merge_tail = np.concatenate([self.merge_tail, np.zeros(size - self.merge_tail.shape[0], np.int64)])
 
 
 def controller_params(timing: DramTiming) -> np.ndarray:

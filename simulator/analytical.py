@@ -148,7 +148,7 @@ class _Hw:
         self.buf = hw.buffers
         self.units = max(hw.tasd_units.count, 1)
         self.dec = hw.metadata_decoder.latency
-        self.dram = DramModel(dram_params(hw.dram.preset, hw.dram.channels, hw.dram.overrides), hw.clock_ghz, TILE_ALIGN, ideal)
+        self.dram = DramModel(dram_params(hw.dram.preset, hw.dram.channels, hw.dram.overrides), hw.clock_ghz, ideal)
 
     def port(self, nbytes: int, buffer: BufferConfig) -> int:
         """Cycles to move nbytes through a buffer's ports (0 with ideal memory)."""

@@ -101,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                    help="layers simulated in parallel processes (default: cores; with --timeline: 1)")
     p.add_argument("--out", help="directory for compute.csv, memory.csv, sparsity.csv, result.json and plots")
+    p.add_argument("--dram-trace", metavar="FILE",
+                   help="write the layer's DRAM requests in DRAMsim3's trace format (arrivals in tCK; .gz ok)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
     p = sub.add_parser("trace", help="write one layer's instruction trace")

@@ -73,7 +73,7 @@ def run_dram(args: argparse.Namespace) -> int:
     if args.json:
         print_json(report)
     else:
-        rows = [[key, f"{value:.4g}" if isinstance(value, float) else "-" if value is None else value]
-                for key, value in report.items()]
+        rows = [[key, "-" if value is None else f"{value:.4f}" if isinstance(value, float) and abs(value) < 10
+                 else f"{value:.1f}" if isinstance(value, float) else value] for key, value in report.items()]
         print_table(["", args.trace], rows)
     return 0

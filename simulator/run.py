@@ -18,6 +18,7 @@ from tasdsim.simulator.engine import Accelerator
 from tasdsim.simulator.stats import LayerStats
 from tasdsim.simulator.timeline import Timeline
 from tasdsim.traces import layer_tensors
+from tasdsim.traces.dram_trace import write_dram_trace
 from tasdsim.common import TasdsimError
 from tasdsim.traces.generate import BufferPlan, Tiling, generate, plan
 from tasdsim.traces.patterns import DENSE, Series, parse_pattern, parse_series, runs_on
@@ -130,13 +131,17 @@ def add_energy(stats: LayerStats, hw: HwConfig, table: EnergyTable | None) -> La
 
 
 def simulate_layer(layer: Layer, hw: HwConfig, series: LayerSeries, ideal_memory: bool,
-                   energy: EnergyTable | None = None, timeline: Timeline | None = None) -> LayerStats:
+                   energy: EnergyTable | None = None, timeline: Timeline | None = None,
+                   dram_trace: str | None = None) -> LayerStats:
     """Generate the layer's trace and run it, streamed; energy from `energy` (default 45 nm);
-    events into `timeline` when given."""
+    events into `timeline` when given; the DRAM requests, in DRAMsim3's trace format, into the file
+    `dram_trace` when given."""
     tiling = plan(layer, hw.target(), series.weights, series.activations, unbounded=ideal_memory)
     check_folds(layer.name, tiling.folds)
     acc = Accelerator(hw, tiling.buffers, ideal_memory, timeline=timeline)
     stats = acc.run(generate(layer, hw.target(), series.weights, series.activations, tiling), layer.name, "")
+    if dram_trace is not None:
+        write_dram_trace(dram_trace, *acc.dram.offered())
     if timeline is not None:
         timeline.end_layer(layer.name, stats.cycles)
     stats.series, stats.tiling = series.as_dict(), tiling.as_dict()

@@ -58,6 +58,8 @@ def run_simulate(args: argparse.Namespace) -> int:
     checked = None
     table = load_energy(args.energy)
     timeline = _timeline(args)
+    if args.dram_trace and (args.trace or run_functional):
+        raise TasdsimError("--dram-trace works with --gemm or --workload")
     if args.trace:
         hw, stats = simulate_trace(args.trace, ideal, load_hw(args.hw, args.set) if args.hw else None, table,
                                    timeline)
@@ -76,14 +78,19 @@ def run_simulate(args: argparse.Namespace) -> int:
             series = choose_all_series(todo, hw, args.tasd, args.operand, parse_constraint(args.quality),
                                        args.max_terms, args.seed, args.act_sparsity, tensors,
                                        objective=_objective(args))
-            if timeline is None:
+            if args.dram_trace:
+                if len(todo) != 1 or ideal:
+                    raise TasdsimError("--dram-trace records one layer with real memory: give --gemm, or "
+                                       "--workload with --layers NAME")
+                layers = [simulate_layer(todo[0], hw, series[0], ideal, table, timeline, dram_trace=args.dram_trace)]
+            elif timeline is None:
                 layers = simulate_layers(todo, hw, series, ideal, table, _jobs(args))
             else:
                 layers = [simulate_layer(layer, hw, s, ideal, table,
                                          timeline if chosen is None or layer.name in chosen else None)
                           for layer, s in zip(todo, series)]
     pes = hw.pe_array.rows * hw.pe_array.cols
-    notes: list[str] = []
+    notes: list[str] = [f"DRAM requests written to {args.dram_trace}"] if args.dram_trace else []
     result = {"hardware": hw.as_dict(), "memory": args.memory,
               "layers": [s.as_dict() for s in layers], "total": total(layers, pes, hw.clock_ghz)}
     if checked is not None:

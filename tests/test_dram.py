@@ -5,6 +5,8 @@ constraints, and completion times of its controller (tests/data/dram_reference, 
 """
 import gzip
 import json
+import math
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -263,3 +265,68 @@ def test_bad_trace_is_one_line_naming_file_and_line(capsys, tmp_path, text, mess
 def test_bad_override_names_the_key(capsys):
     assert main(["dram", "--preset", "ddr4-3200", "--set", "ranks=3", "--trace", str(DATA / "rows2_alt_1bank.trace.gz")]) == 2
     assert "ranks: must be a power of two, got 3" in capsys.readouterr().err
+
+
+# The DRAM unit in the simulator ----------------------------------------------------------------
+
+
+def _simulate(timing, transfers, clock_ghz=1.0):
+    """Run transfers (arrival cycle, address, nbytes, write) through a Dram; returns their
+    completion cycles and the Dram."""
+    import simpy
+    from tasdsim.components.dram import Dram
+    env = simpy.Environment()
+    dram = Dram(env, timing, clock_ghz)
+    done = {}
+
+    def client(i, at, address, nbytes, write):
+        yield env.timeout(at)
+        done[i] = yield dram.request(address, nbytes, write)
+
+    for i, transfer in enumerate(transfers):
+        env.process(client(i, *transfer))
+    env.run()
+    return [done[i] for i in range(len(transfers))], dram
+
+
+@pytest.mark.parametrize("name", ["ddr4_2rank", "hbm2"])
+def test_transfers_finish_when_their_last_request_does_in_a_replay(name):
+    """The controller run event by event between SimPy events gives every request the completion
+    a replay of the same requests in one go gives (writes drain once the controller idles)."""
+    import random
+    from tasdsim.components.dram_controller import MemoryController
+    t = CONFIGS[name]
+    rng = random.Random(3)
+    transfers, at = [], 0
+    for _ in range(60):
+        at += rng.choice([0, 0, 5, 40, 300])
+        transfers.append((at, rng.randrange(1 << 26) // 64 * 64 + rng.choice([0, 8]), rng.choice([64, 500, 4096, 20000]),
+                          rng.random() < 0.3))
+    done, dram = _simulate(t, transfers, clock_ghz=1.0)
+    addresses, writes, arrivals = dram.offered()
+    mc = MemoryController(t, idle_drain=True)
+    f = t.decode(addresses)
+    mc.offer(np.stack([addresses, arrivals, writes, f["ch"], f["ra"] * t.banks_per_rank + f["bg"] * t.banks_per_group
+                       + f["ba"], f["ro"], f["co"]]))
+    mc.advance(1 << 62, False)
+    assert np.array_equal(mc.done[:mc.n], dram.controller.done[:mc.n])
+    ratio = Fraction(str(t.tCK))
+    first = 0
+    for i, (at, address, nbytes, write) in enumerate(transfers):
+        count = (address + nbytes - 1) // 64 - address // 64 + 1
+        finish = int(mc.done[first:first + count].max())
+        assert done[i] == math.ceil(finish * ratio)
+        first += count
+    assert dram.stats.reads + dram.stats.writes == mc.n
+
+
+def test_dram_unit_is_deterministic_and_ideal_takes_no_time():
+    import simpy
+    from tasdsim.components.dram import Dram
+    transfers = [(0, 0, 8192, False), (0, 1 << 30, 8192, False), (10, 2 << 30, 4096, True)]
+    a, _ = _simulate(DDR4, transfers)
+    b, dram = _simulate(DDR4, transfers)
+    assert a == b and dram.stats.activates > 0 and dram.stats.busy_cycles == max(a)
+    env = simpy.Environment()
+    ideal = Dram(env, DDR4, 1.0, ideal=True)
+    assert ideal.request(0, 4096, False) is None and ideal.stats.reads == 64

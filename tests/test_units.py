@@ -212,15 +212,17 @@ def test_tasd_units_take_m_cycles_per_round_of_groups(init_delay, interval, expe
 
 
 class FixedDram:
-    """A DRAM stand-in: every transfer takes `cycles` from its arrival, one after another."""
+    """A DRAM stand-in: every transfer takes `cycles` from its arrival, one after another; its
+    completion event's value is the cycle it completes (the DRAM port the DMA uses)."""
 
-    def __init__(self, cycles: int) -> None:
+    def __init__(self, env: simpy.Environment, cycles: int) -> None:
+        self.env = env
         self.cycles = cycles
         self.free = 0
 
-    def schedule(self, address: int, nbytes: int, write: bool, now: int) -> int:
-        self.free = max(now, self.free) + self.cycles
-        return self.free
+    def request(self, address: int, nbytes: int, write: bool) -> simpy.Event:
+        self.free = max(self.env.now, self.free) + self.cycles
+        return self.env.timeout(self.free - self.env.now, value=self.free)
 
 
 @pytest.mark.parametrize("dram_cycles,expected", [
@@ -233,7 +235,7 @@ def test_dma_queue_moves_one_tile_at_a_time(dram_cycles, expected):
     bufs = buffers(ideal=False)
     inbox = Inbox(env, 4)
     arrived = []
-    dma = DmaEngine(env, FixedDram(dram_cycles), {"weights": bufs["weights"]}, {"weights": inbox}, sink,
+    dma = DmaEngine(env, FixedDram(env, dram_cycles), {"weights": bufs["weights"]}, {"weights": inbox}, sink,
                     lambda slot, cycle: arrived.append((slot, cycle)))
     instrs = [Instr(0, "LOAD", {"buf": "weights", "slot": 0, "bytes": 64, "meta": 16, "addr": 0}),
               Instr(1, "LOAD", {"buf": "weights", "slot": 1, "bytes": 80, "meta": 0, "addr": 4096}),

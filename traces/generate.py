@@ -33,8 +33,8 @@ from tasdsim.traces.patterns import Pattern, Series, runs_on
 from tasdsim.traces.workloads import Layer
 
 WEIGHTS_BASE = 0
-INPUTS_BASE = 1 << 44
-OUTPUTS_BASE = 2 << 44
+INPUTS_BASE = 1 << 30  # 1 GiB: tensors sit inside every DRAM preset's capacity
+OUTPUTS_BASE = 2 << 30
 TILE_ALIGN = 128 * 1024  # tiles start on 16 DRAM rows of 8 KiB, so every channel count sees whole rows
 
 

@@ -1,20 +1,25 @@
 """The DRAM term of the analytical model: tile transfers in closed form.
 
 Everything here is kept apart so that the DRAM model can change on its own. Inputs are plain numbers
-read from the DRAM preset YAML (`configs/dram/NAME.yaml`, through `tasdsim.common.read_preset`), the
-channel count of the hardware config, the accelerator clock and where tiles start (`tile_align`
-bytes: every tile starts on a multiple of it).
+read from the DRAM preset YAML (`configs/dram/NAME.yaml`, DRAMsim3's key names, through
+`tasdsim.common.read_preset`), the hardware config's `dram.KEY` overrides and channel count, and the
+accelerator clock.
 
-A DRAM tile transfer: the tile starts on a row boundary, so from an idle bus it closes the row open
-in its first bank and opens its own (tRP + tRCD; a fresh DRAM has none to close), waits CL, then
-moves ceil(bursts / channels) bursts of BL/2 tCK on the busiest channel. Tiles queued behind one
-another follow on the bus, and when every tile starts in the same bank (the address stripe of all
-channels and banks divides `tile_align`) a tile's activation also waits tRAS after the previous
-tile's and tRP after its last column command. Not modelled: which bank a tile starts in when tiles
-rotate over several banks; there the model assumes no bank conflicts between tiles.
+A DRAM tile transfer: the tile starts on a row boundary and is a stream of rows (pages of
+`columns * bus_width / 8` bytes) on its busiest channel (rows go to the channels in turn). Its first
+row waits 1 tCK to reach its bank's command queue, tRP when another row is open there (a fresh DRAM
+has none), then tRCD; a row's column commands are tCCD_L apart (one bank group) and it ends CL + BL/2
+after its last. The next row (another bank group) starts one `period` later: its requests reach its
+bank once the previous row's last trans_queue_size + cmd_queue_size requests are queued, then 2 tCK
+and tRCD; at least the row's bursts on the bus and a quarter of tFAW. Tiles queued behind one
+another continue that stream. Refresh stretches every transfer by tRFC / tREFI. Not modelled: tiles
+of different queues interleaving in the controller's queues, their rows conflicting in shared banks,
+the write buffer's drains and the read/write turnarounds (the suite's wider tolerances name the
+points where these decide).
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from fractions import Fraction
@@ -22,7 +27,8 @@ from typing import Any
 
 from tasdsim.common import TasdsimError, read_preset
 
-_KEYS = ("tCK", "CL", "tRCD", "tRP", "tRAS", "BL", "bus_width", "bankgroups", "banks_per_group", "columns")
+_KEYS = ("tCK", "CL", "tRCD", "tRP", "tCCD_L", "tFAW", "tRFC", "tREFI", "BL", "bus_width", "columns",
+         "trans_queue_size", "cmd_queue_size")
 
 
 def _cdiv(a: int, b: int) -> int:
@@ -37,15 +43,18 @@ class DramParams:
     cl: int
     trcd: int
     trp: int
-    tras: int
+    tccd_l: int
+    tfaw: int
+    trfc: int
+    trefi: int
     burst_length: int
     bus_bits: int
-    banks: int  # per channel
-    row_bytes: int  # one channel's row
+    row_bytes: int  # one channel's row (page)
+    queue: int  # requests a bank's queues hold ahead of it: trans_queue_size + cmd_queue_size
     channels: int
 
     @property
-    def burst_bytes(self) -> int:
+    def request_bytes(self) -> int:
         return self.bus_bits // 8 * self.burst_length
 
     @property
@@ -60,84 +69,90 @@ def dram_params(preset: str, channels: int, overrides: Iterable[tuple[str, Any]]
     if not isinstance(raw, dict) or any(key not in raw for key in _KEYS):
         missing = [key for key in _KEYS if not isinstance(raw, dict) or key not in raw]
         raise TasdsimError(f"{label}: the analytical model needs {', '.join(missing)}")
-    raw = {**raw, **dict(overrides)}
-    return DramParams(tck_ns=float(raw["tCK"]), cl=int(raw["CL"]), trcd=int(raw["tRCD"]), trp=int(raw["tRP"]),
-                      tras=int(raw["tRAS"]), burst_length=int(raw["BL"]), bus_bits=int(raw["bus_width"]),
-                      banks=int(raw["bankgroups"]) * int(raw["banks_per_group"]),
-                      row_bytes=int(raw["columns"]) * int(raw["bus_width"]) // 8, channels=channels)
+    v = {**raw, **dict(overrides)}
+    return DramParams(tck_ns=float(v["tCK"]), cl=int(v["CL"]), trcd=int(v["tRCD"]), trp=int(v["tRP"]),
+                      tccd_l=int(v["tCCD_L"]), tfaw=int(v["tFAW"]), trfc=int(v["tRFC"]), trefi=int(v["tREFI"]),
+                      burst_length=int(v["BL"]), bus_bits=int(v["bus_width"]),
+                      row_bytes=int(v["columns"]) * int(v["bus_width"]) // 8,
+                      queue=int(v["trans_queue_size"]) + int(v["cmd_queue_size"]), channels=channels)
 
 
 class DramModel:
-    """DRAM service in closed form (see the module docstring). Times inside are in tCK; a state
-    (bus free, (last activation, last column command) in the tiles' first bank) carries what earlier
-    transfers left behind."""
+    """DRAM service in closed form (see the module docstring). Times inside are in tCK. A tile is
+    a stream of rows (pages) on its busiest channel; the state carried between transfers is the
+    earliest tCK at which the next row's first column command can issue (None: a fresh DRAM)."""
 
-    OPEN_ROW = (None, (-(1 << 62), -(1 << 62)))  # an idle DRAM whose banks hold other rows, long open
+    OPEN_ROW = -(1 << 62)  # an idle DRAM whose banks hold other rows, long open
 
-    def __init__(self, timing: DramParams, clock_ghz: float, tile_align: int, ideal: bool) -> None:
-        self.t = timing
+    def __init__(self, timing: DramParams, clock_ghz: float, ideal: bool) -> None:
+        self.t = t = timing
         ratio = Fraction(str(timing.tck_ns)) * Fraction(str(clock_ghz))
         self.p, self.q = ratio.numerator, ratio.denominator  # accelerator cycles per tCK = p / q
         self.ideal = ideal
-        self.bursts_per_row = timing.row_bytes // timing.burst_bytes
-        self.same_bank = (tile_align // (timing.channels * timing.row_bytes)) % timing.banks == 0
+        self.row_lines = t.row_bytes // t.request_bytes
+        self.column = max(t.burst_tck, t.tccd_l)  # one row's column commands: one bank group
+        self.read_delay = t.cl + t.burst_tck
+        self.refresh = 1 + Fraction(t.trfc, t.trefi)  # a rank stops for tRFC every tREFI
 
     def bursts(self, nbytes: int) -> int:
-        """Bursts of a tile (tiles start on a burst boundary)."""
-        return _cdiv(nbytes, self.t.burst_bytes)
+        """Bursts (requests) of a tile (tiles start on a burst boundary)."""
+        return _cdiv(nbytes, self.t.request_bytes)
+
+    def rows(self, nbytes: int) -> list[int]:
+        """Requests of each row the tile's busiest channel serves, in order: rows of `row_lines`
+        consecutive requests go to the channels in turn (the tile starts on a row boundary)."""
+        lines = self.bursts(nbytes)
+        n = _cdiv(lines, self.row_lines)
+        sizes = [self.row_lines] * (n - 1) + [lines - self.row_lines * (n - 1)]
+        return sizes[::self.t.channels]
+
+    def period(self, lines: int) -> int:
+        """tCK from a row's first column command to the next row's, in a stream: the next row's
+        requests reach its bank (another bank group) once this row's last `queue` requests have
+        entered the read queue and command queue, i.e. after (lines - queue) column commands
+        tCCD_L apart; then 2 tCK to enter and move, and the ACTIVATE's tRCD. Never less than the
+        row's bursts on the bus, nor a quarter of the four-activate window."""
+        t = self.t
+        return max((lines - t.queue) * self.column + 2 + t.trcd, lines * t.burst_tck, _cdiv(t.tfaw, 4))
 
     def chain(self, items: list[tuple[int, int, int]],
-              since: tuple | None = None) -> tuple[list[int], tuple, list[bool]]:
+              since: int | None = None) -> tuple[list[int], int | None, list[bool]]:
         """Finish cycles of tile transfers (bytes, SRAM port cycles, arrival cycle), served first
         come first served after the transfers that left DRAM state `since` (None: a fresh DRAM,
         every bank closed, so its first tile opens a row without closing one). Returns the finish
         cycles, the new state and which transfers the SRAM ports held longer than the DRAM."""
         t, out, ports = self.t, [], []
-        bus, prev = since or (None, None)
+        nxt = since
         for nbytes, port, arrival in items:
             if self.ideal or nbytes == 0:
                 out.append(arrival)
                 ports.append(False)
                 continue
-            pre = _cdiv(arrival * self.q, self.p)
-            if prev is not None and self.same_bank:
-                pre = max(pre, prev[1], prev[0] + t.tras)  # close the previous tile's row first
-            act = pre + (t.trp if prev is not None else 0)
-            col = act + t.trcd if bus is None else max(act + t.trcd, bus - t.cl)
-            per_channel = _cdiv(self.bursts(nbytes), t.channels)
-            bus = col + t.cl + per_channel * t.burst_tck
-            # A tile of more rows than banks comes back to its first bank: its last row there.
-            revisit = (_cdiv(per_channel, self.bursts_per_row) - 1) // t.banks * t.banks
-            last_col = col + (revisit * self.bursts_per_row - 1
-                              + min(self.bursts_per_row, per_channel - revisit * self.bursts_per_row)) * t.burst_tck
-            if revisit:
-                act = max(col + (self.bursts_per_row - 1) * t.burst_tck, act + t.tras) + t.trp
-            prev = (act, last_col)
-            done = _cdiv(bus * self.p, self.q)
+            start_tck = _cdiv(arrival * self.q, self.p)
+            first = start_tck + 1 + t.trcd + (t.trp if nxt is not None else 0)
+            s = first if nxt is None else max(first, nxt)
+            end = s
+            for lines in self.rows(nbytes):
+                end = max(end, s + (lines - 1) * self.column + self.read_delay)
+                s += self.period(lines)
+            nxt = s
+            finish = start_tck + math.ceil((end - start_tck) * self.refresh)
+            done = _cdiv(finish * self.p, self.q)
             out.append(max(done, arrival + port))
             ports.append(arrival + port > done)
-        return out, (bus, prev), ports
+        return out, nxt, ports
 
     def stream(self, nbytes: int) -> Fraction:
-        """A tile's share of a busy DRAM, in cycles: its bursts on the busiest channel and, when
-        every tile starts in the same bank, at least that bank's row cycle tRAS + tRP (a tile
-        opens a row there). Tiles of a few bursts are row-cycle bound: that is the efficiency the
-        tile size against the row costs."""
+        """A tile's share of a busy DRAM, in cycles: the periods of its rows on the busiest
+        channel, stretched by refresh."""
         if self.ideal or nbytes == 0:
             return Fraction(0)
-        t = self.t
-        tck = _cdiv(self.bursts(nbytes), t.channels) * t.burst_tck
-        if self.same_bank:
-            tck = max(tck, t.tras + t.trp)
+        tck = sum(self.period(lines) for lines in self.rows(nbytes)) * self.refresh
         return Fraction(tck * self.p, self.q)
 
-    def shifted(self, state: tuple, cycles: int) -> tuple:
+    def shifted(self, state: int | None, cycles: int) -> int | None:
         """A DRAM state moved later by `cycles` accelerator cycles."""
-        bus, prev = state
-        if prev is None:
-            return state
-        tck = cycles * self.q // self.p
-        return bus + tck, (prev[0] + tck, prev[1] + tck)
+        return None if state is None else state + cycles * self.q // self.p
 
     def peak_cycles(self, nbytes: int) -> Fraction:
         """nbytes at the peak bandwidth of all channels."""
