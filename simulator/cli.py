@@ -7,16 +7,20 @@ import os
 import sys
 
 import tasdsim
-from tasdsim.simulator import dram_commands, model_inputs, sweep_run, train_commands, validate
-from tasdsim.common import TasdsimError
-from tasdsim.traces import limits
 
-# The documented range of every integer option, by its argparse dest; `train`'s --batch is a minibatch.
-INT_OPTIONS = {"seed": (0, limits.MAX_SEED), "max_terms": (1, limits.MAX_TERMS), "batch": (1, limits.MAX_BATCH),
-               "seq_len": (1, limits.MAX_FIELD), "jobs": (1, limits.MAX_JOBS), "epochs": (1, 10_000),
-               "timeline_max_events": (1, limits.MAX_TIMELINE_EVENTS), "axis": (-8, 7),
-               "scalesim_max_macs": (1, limits.MAX_LAYER_MACS)}
+# Only the standard library at the top: a Ctrl-C while the rest is imported is main's to report.
 FLOAT_OPTIONS = {"act_sparsity": (0.0, 1.0), "lr": (0.0, 1e6), "lambda_w": (0.0, 1e6), "min_accuracy": (0.0, 1.0)}
+
+
+def int_options() -> dict[str, tuple[int, int]]:
+    """The documented range of every integer option, by its argparse dest (`train`'s --batch is a
+    minibatch, in the same range as a workload's batch)."""
+    from tasdsim.traces import limits
+
+    return {"seed": (0, limits.MAX_SEED), "max_terms": (1, limits.MAX_TERMS), "batch": (1, limits.MAX_BATCH),
+            "seq_len": (1, limits.MAX_FIELD), "jobs": (1, limits.MAX_JOBS), "epochs": (1, 10_000),
+            "timeline_max_events": (1, limits.MAX_TIMELINE_EVENTS), "axis": (-8, 7),
+            "scalesim_max_macs": (1, limits.MAX_LAYER_MACS)}
 
 
 class Parser(argparse.ArgumentParser):
@@ -28,7 +32,9 @@ class Parser(argparse.ArgumentParser):
 
 def check_options(args: argparse.Namespace) -> None:
     """Every numeric option within its documented range; options that cannot go together refused."""
-    for dest, (low, high) in INT_OPTIONS.items():
+    from tasdsim.common import TasdsimError
+
+    for dest, (low, high) in int_options().items():
         value = getattr(args, dest, None)
         if value is not None and not low <= value <= high:
             raise TasdsimError(f"--{dest.replace('_', '-')} must be from {low:,} to {high:,}, got {value}")
@@ -41,6 +47,8 @@ def check_options(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from tasdsim.simulator import dram_commands, model_inputs, sweep_run, train_commands, validate  # here: Ctrl-C while importing is main's
+
     parser = Parser(prog="tasdsim", description=__doc__)
     parser.add_argument("--version", action="version", version=f"tasdsim {tasdsim.__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -121,6 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_layer_options(p: argparse.ArgumentParser) -> None:
+    from tasdsim.simulator import model_inputs
+
     p.add_argument("--tasd", default="none", help='none, auto (TASDER on the hardware\'s patterns) or a series "2:4+1:4"')
     p.add_argument("--operand", choices=["weights", "activations", "both"], default="weights",
                    help="the operand TASD decomposes (default weights; both: TASDER picks one per layer)")
@@ -140,23 +150,32 @@ def _add_layer_options(p: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    from tasdsim.simulator import frontend_commands, sim_commands
-
-    handlers = {"decompose": frontend_commands.run_decompose, "search": frontend_commands.run_search,
-                "simulate": sim_commands.run_simulate, "trace": sim_commands.run_trace,
-                "sweep": sweep_run.run_sweep_command, "dram": dram_commands.run_dram,
-                "train": train_commands.run_train, "tasd-vs-train": train_commands.run_tasd_vs_train,
-                "validate": validate.run_validate}
+    """Run one command; bad input is one line on stderr and exit 2, Ctrl-C (at any moment,
+    start-up included) one line and exit 130."""
+    command = "tasdsim"
     try:
+        from tasdsim.common import TasdsimError
+
+        args = build_parser().parse_args(argv)
+        command = f"tasdsim {args.command}"
         check_options(args)
+        from tasdsim.simulator import dram_commands, frontend_commands, sim_commands, sweep_run, train_commands, validate
+
+        handlers = {"decompose": frontend_commands.run_decompose, "search": frontend_commands.run_search,
+                    "simulate": sim_commands.run_simulate, "trace": sim_commands.run_trace,
+                    "sweep": sweep_run.run_sweep_command, "dram": dram_commands.run_dram,
+                    "train": train_commands.run_train, "tasd-vs-train": train_commands.run_tasd_vs_train,
+                    "validate": validate.run_validate}
         return handlers[args.command](args)
-    except TasdsimError as err:
-        print(f"tasdsim {args.command}: error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"tasdsim {args.command}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt:  # first: TasdsimError is not bound when Ctrl-C came during its import
+        print(f"{command}: interrupted", file=sys.stderr)
         return 130
+    except TasdsimError as err:
+        print(f"{command}: error: {err}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(f"{command}: error: out of memory", file=sys.stderr)
+        return 1
     except BrokenPipeError:  # the reader of stdout went away (| head): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141

@@ -1,15 +1,23 @@
 """`tasdsim sweep`: run a sweep's points in parallel processes (local or dask), store each at once.
 
 Each point runs the whole workload on its hardware (every layer simulated, energy from the table)
-and returns its metrics; a failing point is stored with its error and the sweep goes on.
+and returns its metrics; a failing point is stored with its error and the sweep goes on. The spec
+is checked before any point runs (sweep_check). A sweep owns its directory while it runs (an OS
+lock on DIR/.lock), its database belongs to one spec (sweep_store), and its local workers die with
+it, on Ctrl-C, SIGTERM or kill -9.
 """
 from __future__ import annotations
 
 import argparse
+import ctypes
+import fcntl
+import multiprocessing
 import os
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, wait
+from contextlib import contextmanager
 from typing import Any
 
 from tasdsim.simulator import plots
@@ -17,20 +25,13 @@ from tasdsim.simulator.config import load_hw
 from tasdsim.simulator.energy import load_energy
 from tasdsim.simulator.run import choose_series, simulate_layer
 from tasdsim.simulator.stats import total
+from tasdsim.simulator.sweep_check import check_spec, point_layers
 from tasdsim.simulator.sweep_spec import Point, SweepSpec, load_spec
 from tasdsim.simulator.sweep_store import ResultStore
 from tasdsim.common import TasdsimError
 from tasdsim.traces.search import parse_constraint
-from tasdsim.traces.workloads import Layer, gemm_layer, load_workload
 
-
-def point_layers(workload: dict[str, Any]) -> list[Layer]:
-    if "gemm" in workload:
-        return [gemm_layer(str(workload["gemm"]))]
-    w = load_workload(str(workload["name"]), batch=workload.get("batch"), seq_len=workload.get("seq_len"))
-    if workload.get("layers"):
-        w = w.select([str(n) for n in workload["layers"]])
-    return list(w.layers)
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def run_point(point: Point) -> tuple[str, dict[str, Any], str | None, dict[str, Any] | None]:
@@ -55,27 +56,42 @@ def run_point(point: Point) -> tuple[str, dict[str, Any], str | None, dict[str, 
         return point.id, config, str(err), None
 
 
+def _worker_start(parent: int) -> None:
+    """A pool worker: Ctrl-C is the sweep's to handle, and the worker dies with the sweep (Linux:
+    PR_SET_PDEATHSIG; elsewhere it notices at its next point)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the sweep died before the line above
+        os._exit(1)
+
+
 def _local(points: list[Point], jobs: int) -> Iterator[tuple]:
-    """Results as they finish, from a pool of `jobs` processes (at most 2 x jobs in flight)."""
+    """Results as they finish, from a pool of `jobs` processes (at most 2 x jobs in flight). When
+    the sweep stops early (Ctrl-C, SIGTERM, an error) the workers are stopped with it."""
     from concurrent.futures import ProcessPoolExecutor  # here: it costs every other command start-up time
 
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
-        pending, queue = set(), iter(points)
-        try:
-            while True:
-                while len(pending) < 2 * jobs:
-                    nxt = next(queue, None)
-                    if nxt is None:
-                        break
-                    pending.add(pool.submit(run_point, nxt))
-                if not pending:
-                    return
-                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    yield future.result()
-        finally:
-            for future in pending:
-                future.cancel()
+    pool = ProcessPoolExecutor(max_workers=jobs, initializer=_worker_start, initargs=(os.getpid(),))
+    pending, queue = set(), iter(points)
+    try:
+        while True:
+            while len(pending) < 2 * jobs:
+                nxt = next(queue, None)
+                if nxt is None:
+                    break
+                pending.add(pool.submit(run_point, nxt))
+            if not pending:
+                break
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                yield future.result()
+    except BaseException:
+        for child in multiprocessing.active_children():
+            child.kill()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
 
 
 def _dask(points: list[Point], jobs: int, scheduler: str | None) -> Iterator[tuple]:
@@ -100,20 +116,45 @@ def _dask(points: list[Point], jobs: int, scheduler: str | None) -> Iterator[tup
 
 
 def run_sweep(spec: SweepSpec, out: str, jobs: int, executor: str, scheduler: str | None, resume: bool,
-              progress: bool = True) -> dict[str, int]:
-    """Run every point not yet stored; returns counts of ok, failed, filtered and skipped points."""
-    os.makedirs(out, exist_ok=True)
+              progress: bool = True, on_start: Callable[[], None] | None = None) -> dict[str, int]:
+    """Run every point not yet stored; returns counts of ok, failed, filtered and skipped points.
+    `on_start` is called once the directory and its database are the sweep's."""
+    with owned_directory(out):
+        return _run_sweep(spec, out, jobs, executor, scheduler, resume, progress, on_start)
+
+
+@contextmanager
+def owned_directory(out: str) -> Iterator[None]:
+    """Create `out` and hold an exclusive OS lock on it (DIR/.lock) while the sweep runs, so a
+    second sweep on the same directory refuses instead of mixing its results in."""
+    try:
+        os.makedirs(out, exist_ok=True)
+        fd = os.open(os.path.join(out, ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as err:
+        raise TasdsimError(f"{out}: cannot be the sweep's directory: {err.strerror or err}") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise TasdsimError(f"{out}: another sweep is running on this directory; wait for it or use "
+                               "another --out") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def _run_sweep(spec: SweepSpec, out: str, jobs: int, executor: str, scheduler: str | None, resume: bool,
+               progress: bool, on_start: Callable[[], None] | None) -> dict[str, int]:
     store = ResultStore(os.path.join(out, "results.sqlite"))
     try:
-        if not resume:
-            store.clear()
+        store.claim(spec.hash, resume)
+        if on_start is not None:
+            on_start()
         points, filtered = spec.points()
+        store.mark_filtered(filtered)
         done = store.done_ids()
         todo = [p for p in points if p.id not in done]
         counts = {"ok": 0, "failed": 0, "filtered": len(filtered), "skipped": len(points) - len(todo)}
-        for index, values, condition in filtered:
-            store.write(f"filtered-{index}", index, values, {"filter": condition}, "filtered",
-                        f"filtered by {condition}", None)
         by_id = {p.id: p for p in todo}
         results: Callable[[], Iterator[tuple]] = (
             (lambda: _local(todo, jobs)) if executor == "local" else (lambda: _dask(todo, jobs, scheduler)))
@@ -126,7 +167,10 @@ def run_sweep(spec: SweepSpec, out: str, jobs: int, executor: str, scheduler: st
                 store.write(point_id, point.index, point.axes, config, "failed" if error else "ok", error, metrics)
                 counts["failed" if error else "ok"] += 1
                 bar.update(1)
-        store.write_csv(os.path.join(out, "results.csv"), spec.axis_keys)
+        try:
+            store.write_csv(os.path.join(out, "results.csv"), spec.axis_keys)
+        except OSError as err:
+            raise TasdsimError(f"{out}/results.csv: cannot write: {err.strerror or err}") from None
         counts["plots"] = len(plots.sweep_plots(store.rows(), spec.axis_keys, out))
         return counts
     finally:
@@ -144,24 +188,40 @@ def add_sweep_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def _terminated(signum: int, frame: object) -> None:
+    """SIGTERM: stop the workers and exit at once (143). Every finished point is already committed;
+    raising here instead could be swallowed where Python ignores exceptions (at-fork hooks)."""
+    for child in multiprocessing.active_children():
+        child.kill()
+    os.write(sys.stderr.fileno(), b"tasdsim sweep: terminated: finished points are kept; run again with --resume\n")
+    os._exit(128 + signal.SIGTERM)
+
+
 def run_sweep_command(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
     if args.jobs < 1:
         raise TasdsimError(f"--jobs must be at least 1, got {args.jobs}")
     if args.scheduler and args.executor != "dask":
         raise TasdsimError("--scheduler needs --executor dask")
-    points, filtered = spec.points()
-    print(f"sweep {spec.name}: {len(points)} points ({len(filtered)} filtered out), {args.jobs} jobs, "
-          f"executor {args.executor}, results in {args.out}", file=sys.stderr)
-    for index, values, condition in filtered:
-        print(f"  point {index} filtered out: {values} fails {condition}", file=sys.stderr)
+    check_spec(spec, args.spec)
+
+    def announce() -> None:
+        points, filtered = spec.points()
+        print(f"sweep {spec.name}: {len(points)} points ({len(filtered)} filtered out), {args.jobs} jobs, "
+              f"executor {args.executor}, results in {args.out}", file=sys.stderr)
+        for index, values, condition in filtered:
+            print(f"  point {index} filtered out: {values} fails {condition}", file=sys.stderr)
+
+    previous = signal.signal(signal.SIGTERM, _terminated)
     try:
         counts = run_sweep(spec, args.out, args.jobs, args.executor, args.scheduler, args.resume,
-                           progress=not args.no_progress)
+                           progress=not args.no_progress, on_start=announce)
     except KeyboardInterrupt:
         print(f"sweep interrupted: finished points are in {args.out}/results.sqlite; "
               f"run again with --resume to finish", file=sys.stderr)
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     print(f"{counts['ok']} ok, {counts['failed']} failed, {counts['filtered']} filtered, "
           f"{counts['skipped']} already done; {args.out}/results.csv")
     if counts["plots"]:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 import operator
 import re
 from dataclasses import dataclass
@@ -30,7 +31,8 @@ from pathlib import Path
 from typing import Any
 
 
-from tasdsim.common import bundled_files, find_preset, load_yaml, read_yaml, TasdsimError
+from tasdsim.common import bundled_files, check_range, find_preset, load_yaml, read_yaml, TasdsimError
+from tasdsim.traces.limits import MAX_SWEEP_POINTS, MAX_TERMS, check_seed
 
 RUN_KEYS = ("hw", "tasd", "operand", "memory")  # axis keys that are not hardware config keys
 _SPEC_KEYS = ("hw", "workload", "tasd", "operand", "memory", "energy", "axes", "zip", "filter", "quality",
@@ -88,6 +90,13 @@ class SweepSpec:
     def axis_keys(self) -> list[str]:
         return list(self.axes) + list(self.zipped)
 
+    @property
+    def hash(self) -> str:
+        """What the points' results depend on (not the filters, which only mark points)."""
+        blob = json.dumps({"base": self.base, "workload": self.workload, "axes": self.axes, "zip": self.zipped},
+                          sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
     def points(self) -> tuple[list[Point], list[tuple[int, dict[str, Any], str]]]:
         """The points to run, and the (index, axis values, failed condition) of the filtered ones.
         Indices number every combination in grid order, run or filtered."""
@@ -101,12 +110,13 @@ class SweepSpec:
                 filtered.append((index, values, failed.text))
                 continue
             run = dict(self.base) | {k: v for k, v in values.items() if k in RUN_KEYS}
-            overrides = tuple(f"{k}={_yaml_value(v)}" for k, v in values.items() if k not in RUN_KEYS)
+            overrides = tuple(f"{k}={yaml_value(v)}" for k, v in values.items() if k not in RUN_KEYS)
             points.append(Point(index, values, run, overrides, self.workload))
         return points, filtered
 
 
-def _yaml_value(value: Any) -> str:
+def yaml_value(value: Any) -> str:
+    """An axis value as the VALUE of a --set KEY=VALUE override."""
     if isinstance(value, list):
         return "[" + ",".join(str(v) for v in value) + "]"
     return str(value)
@@ -142,8 +152,9 @@ def parse_spec(raw: Any, label: str) -> SweepSpec:
         raise TasdsimError(f"{label}: workload: give exactly one of gemm or name")
     base = {"hw": str(raw["hw"]), "tasd": str(raw.get("tasd", "none")), "operand": str(raw.get("operand", "weights")),
             "memory": str(raw.get("memory", "real")), "energy": str(raw.get("energy", "45nm")),
-            "quality": str(raw.get("quality", "relative_error<=0.3")), "max_terms": raw.get("max_terms", 2),
-            "seed": raw.get("seed", 0)}
+            "quality": str(raw.get("quality", "relative_error<=0.3")),
+            "max_terms": check_range(raw.get("max_terms", 2), 1, MAX_TERMS, f"{label}: max_terms"),
+            "seed": check_seed(raw.get("seed", 0), f"{label}: seed")}
     if base["operand"] not in ("weights", "activations"):
         raise TasdsimError(f"{label}: operand: must be weights or activations, got {base['operand']!r}")
     if base["memory"] not in ("real", "ideal"):
@@ -152,6 +163,9 @@ def parse_spec(raw: Any, label: str) -> SweepSpec:
     zipped = _axes(raw.get("zip", {}), label, "zip")
     if zipped and len({len(v) for v in zipped.values()}) != 1:
         raise TasdsimError(f"{label}: zip: every list must have the same length")
+    count = math.prod(len(v) for v in axes.values()) * (len(next(iter(zipped.values()))) if zipped else 1)
+    if count > MAX_SWEEP_POINTS:
+        raise TasdsimError(f"{label}: axes and zip make {count:,} points, more than the limit of {MAX_SWEEP_POINTS:,}")
     overlap = set(axes) & set(zipped)
     if overlap:
         raise TasdsimError(f"{label}: {sorted(overlap)[0]} is both in axes and zip")
