@@ -6,16 +6,36 @@ import os
 import sys
 
 import tasdsim
-from tasdsim.simulator import sweep_run, train_commands, validate
+from tasdsim.simulator import jit_notice, sweep_run, train_commands, validate
+from tasdsim.simulator.cli_format import HelpFormatter, add_command
 from tasdsim.common import TasdsimError
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tasdsim", description=__doc__)
-    parser.add_argument("--version", action="version", version=f"tasdsim {tasdsim.__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+DESCRIPTION = """\
+tasdsim simulates DNN accelerators whose PE arrays run N:M structured sparsity, cycle by cycle,
+with TASD: a layer's tensor split into a series of N:M terms (A ~ A1 + A2 + ...). Out come cycles,
+stalls, utilisation, traffic per memory level, energy and EDP.
 
-    p = sub.add_parser("decompose", help="split one tensor into N:M terms and report their quality")
+hardware presets (--hw): dense-ws-32x32, stc-2of4, vegeta-m4, ttc-m8, or a YAML path
+workloads (--workload): resnet50, mobilenetv2, bert-base, or a YAML path"""
+
+EPILOG = """\
+examples:
+  tasdsim simulate --hw vegeta-m4 --workload resnet50 --tasd auto   # TASDER picks each layer's series
+  tasdsim simulate --hw vegeta-m4 --gemm 512x512x512 --tasd 2:4+1:4
+  tasdsim sweep paper-resnet50 --out runs/r50                       # the four presets, dense and TASD
+  tasdsim validate                                                  # simulator against analytical model
+
+`tasdsim COMMAND -h` describes a command and its options."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tasdsim", description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=HelpFormatter)
+    parser.add_argument("--version", action="version", version=f"tasdsim {tasdsim.__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, title="commands", metavar="COMMAND")
+
+    p = add_command(sub, "decompose", "split one tensor into N:M terms, report their quality")
     p.add_argument("tensor", help="file.npy, file.npz:key or file.safetensors:name")
     p.add_argument("--series", required=True, help='TASD series such as "2:4+1:4"')
     p.add_argument("--axis", type=int, default=None,
@@ -25,31 +45,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="write every term's values and metadata to this .npz")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
-    p = sub.add_parser("search", help="TASDER: choose the cheapest supported series per layer")
+    p = add_command(sub, "search", "TASDER: choose the cheapest supported series per layer")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--workload", help="bundled workload name or YAML path (synthetic weights)")
+    src.add_argument("--workload", metavar="NAME", help="bundled workload name or YAML path (synthetic weights)")
     src.add_argument("--weights", help="a model's .npz or .safetensors: every 2-D/4-D weight is a layer")
     p.add_argument("--patterns", required=True, help='patterns the hardware supports, such as "1:4,2:4"')
-    p.add_argument("--max-terms", type=int, default=2, help="most terms in a series (default 2)")
+    p.add_argument("--max-terms", type=int, default=2, help="most terms in a series")
     p.add_argument("--quality", required=True, help='constraint such as "relative_error<=0.3" or "kept_magnitude>=0.9"')
-    p.add_argument("--operand", choices=["weights", "activations", "both"], default="weights")
+    p.add_argument("--operand", choices=["weights", "activations", "both"], default="weights",
+                   help="the operand(s) to decompose")
     p.add_argument("--budget", action="store_true",
                    help="apply --quality to the MAC-weighted mean over the model instead of to each layer")
     p.add_argument("--activations", help="sample activations: .npz/.safetensors with a (tokens, K) tensor per layer name")
-    p.add_argument("--act-sparsity", type=float, default=0.5, help="zeros in synthetic activations (default 0.5)")
-    p.add_argument("--synthetic", default="gaussian", help="synthetic weight kind for --workload (default gaussian)")
-    p.add_argument("--batch", type=int, default=None, help="workload batch size")
-    p.add_argument("--seq-len", type=int, default=None, help="tokens per sequence (workload; default 128 for --weights)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--act-sparsity", type=float, default=0.5, help="zeros in synthetic activations")
+    p.add_argument("--synthetic", default="gaussian", help="synthetic weight kind for --workload")
+    p.add_argument("--batch", type=int, default=None, help="workload batch size (default: the workload's)")
+    p.add_argument("--seq-len", type=int, default=None,
+                   help="tokens per sequence (default: the workload's; 128 for --weights)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic tensors")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
-    p = sub.add_parser("simulate", help="run layers on a simulated accelerator, cycle by cycle")
-    p.add_argument("--hw", help="hardware preset name or YAML path (with --trace: default the trace's own)")
+    p = add_command(sub, "simulate", "run layers on a simulated accelerator, cycle by cycle")
+    p.add_argument("--hw", metavar="NAME",
+                   help="hardware preset name or YAML path (with --trace: default the trace's own)")
     src = p.add_mutually_exclusive_group()  # one is required, unless --functional takes --weights/--inputs
-    src.add_argument("--workload", help="bundled workload name or YAML path")
-    src.add_argument("--gemm", help="one layer O[MxN] = I[MxK] . W[KxN], given as MxNxK")
-    src.add_argument("--trace", help="replay a .trace file")
-    p.add_argument("--layers", help="comma-separated layer names of the workload")
+    src.add_argument("--workload", metavar="NAME", help="bundled workload name or YAML path")
+    src.add_argument("--gemm", metavar="MxNxK", help="one layer O[MxN] = I[MxK] . W[KxN]")
+    src.add_argument("--trace", metavar="FILE.trace", help="replay a .trace file (from tasdsim trace)")
+    p.add_argument("--layers", metavar="NAMES", help="comma-separated layer names of the workload (default: all)")
     _add_layer_options(p)
     p.add_argument("--functional", action="store_true",
                    help="also compute the layer's real outputs through the MAC kernels and check them")
@@ -60,20 +83,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeline", metavar="FILE.json", help="write a Perfetto / chrome://tracing timeline")
     p.add_argument("--timeline-layers", metavar="NAMES", help="record only these layers (comma-separated)")
     p.add_argument("--timeline-max-events", type=int, default=500_000,
-                   help="stop recording complete events past this many (default 500000)")
+                   help="stop recording complete events past this many")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
-                   help="layers simulated in parallel processes (default: cores; with --timeline: 1)")
-    p.add_argument("--out", help="directory for compute.csv, memory.csv, sparsity.csv, result.json and plots")
+                   help="layers simulated in parallel processes (default: the cores; with --timeline: 1)")
+    p.add_argument("--out", metavar="DIR",
+                   help="directory for compute.csv, memory.csv, sparsity.csv, result.json and plots")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
-    p = sub.add_parser("trace", help="write one layer's instruction trace")
-    p.add_argument("--hw", required=True, help="hardware preset name or YAML path")
+    p = add_command(sub, "trace", "write one layer's instruction trace to a .trace file")
+    p.add_argument("--hw", required=True, metavar="NAME", help="hardware preset name or YAML path")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--workload", help="bundled workload name or YAML path (with --layers NAME)")
-    src.add_argument("--gemm", help="one layer given as MxNxK")
-    p.add_argument("--layers", help="the layer to trace")
+    src.add_argument("--workload", metavar="NAME", help="bundled workload name or YAML path (with --layer)")
+    src.add_argument("--gemm", metavar="MxNxK", help="one layer O[MxN] = I[MxK] . W[KxN]")
+    p.add_argument("--layer", metavar="NAME", help="the workload's layer to trace")
     _add_layer_options(p)
-    p.add_argument("-o", "--output", required=True, help="the .trace file to write")
+    p.add_argument("-o", "--output", required=True, metavar="FILE.trace", help="the .trace file to write")
     sweep_run.add_sweep_parser(sub)
     train_commands.add_train_parsers(sub)
     validate.add_validate_parser(sub)
@@ -83,21 +107,22 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_layer_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tasd", default="none", help='none, auto (TASDER on the hardware\'s patterns) or a series "2:4+1:4"')
     p.add_argument("--operand", choices=["weights", "activations"], default="weights",
-                   help="the operand TASD decomposes (default weights)")
+                   help="the operand TASD decomposes")
     p.add_argument("--memory", choices=["real", "ideal"], default="real",
                    help="ideal: no memory stalls and unbounded buffers (for validation)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a hardware config key, e.g. pe_array.rows=16 (repeatable)")
     p.add_argument("--quality", default="relative_error<=0.3", help="TASDER constraint for --tasd auto")
-    p.add_argument("--max-terms", type=int, default=2, help="most terms TASDER uses (default 2)")
+    p.add_argument("--max-terms", type=int, default=2, help="most terms TASDER uses")
     p.add_argument("--act-sparsity", type=float, default=0.5, help="zeros in synthetic activations (--tasd auto)")
-    p.add_argument("--batch", type=int, default=None, help="workload batch size")
-    p.add_argument("--seq-len", type=int, default=None, help="workload sequence length")
+    p.add_argument("--batch", type=int, default=None, help="workload batch size (default: the workload's)")
+    p.add_argument("--seq-len", type=int, default=None, help="workload sequence length (default: the workload's)")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic tensors TASDER searches on")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    jit_notice.install()
     from tasdsim.simulator import frontend_commands, sim_commands
 
     handlers = {"decompose": frontend_commands.run_decompose, "search": frontend_commands.run_search,

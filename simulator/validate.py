@@ -45,6 +45,7 @@ from typing import Any
 import yaml
 
 from tasdsim.simulator.analytical import LayerModel, model_layer
+from tasdsim.simulator.cli_format import add_command
 from tasdsim.simulator.config import HwConfig, load_hw
 from tasdsim.simulator.output import print_table
 from tasdsim.simulator.run import LayerSeries, simulate_layer
@@ -624,12 +625,18 @@ def plot_cycles(results: list[dict[str, Any]], summary: dict[str, Any], path: st
     tol = summary["tolerances"]["cycles_real"]
     d = summary["cycles_real"]
     detail = f": |diff| median {d['median'] * 100:.2f}%, max {d['max'] * 100:.2f}% (real DRAM)" if d["points"] else ""
-    _diagonal(ax, lo, hi, tol, "modelled cycles", f"model: {summary['points']} points{detail}")
+    _diagonal(ax, lo, hi, tol, "modelled cycles (accelerator clock)", f"model: {summary['points']} points{detail}")
     for i, dominant in enumerate(sorted({r["dominant"] for r in results})):
         pts = [(r["sim_cycles"], r["roofline_cycles"]) for r in results if r["dominant"] == dominant]
         ax_roof.scatter(*zip(*pts), s=22, color=f"C{i}", alpha=0.8, label=f"dominant: {dominant}")
     _diagonal(ax_roof, lo, hi, tol, "roofline cycles (busiest unit + fill + drain)",
               "roofline: below the diagonal, stalls that do not overlap")
+    hardware = ", ".join(sorted({r["hw"] for r in results}))
+    workloads = ", ".join(sorted({r["layer"].get("workload", "GEMM") for r in results}))
+    tasd = ", ".join(sorted({"dense" if parse_series(r["tasd"]).is_dense else
+                             f"TASD-{'W' if r['operand'] == 'weights' else 'A'}" for r in results}))
+    fig.suptitle(f"validate: {len(results)} points | hardware {hardware} | layers of {workloads} | {tasd}",
+                 fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -644,7 +651,7 @@ def _diagonal(ax: Any, lo: float, hi: float, tol: float, ylabel: str, title: str
     ax.set_yscale("log")
     ax.set_xlim(lo, hi)
     ax.set_ylim(lo, hi)
-    ax.set_xlabel("simulated cycles")
+    ax.set_xlabel("simulated cycles (accelerator clock)")
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7, loc="upper left")
@@ -660,14 +667,15 @@ def _json_default(value: Any) -> Any:
 
 
 def add_validate_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("validate", help="run simulator and analytical model side by side over a suite of points")
+    p = add_command(sub, "validate", "compare simulator and analytical model over a suite of points",
+                    "Each metric is exact, within its tolerance or outside; exit status 1 when a point is outside.")
     p.add_argument("--suite", help="suite YAML (default: the bundled configs/suites/default.yaml)")
     p.add_argument("--json", action="store_true", help="print one JSON object (points and summary)")
     p.add_argument("--out", help="directory for validate.csv, validate.json and cycles.png (with matplotlib)")
     p.add_argument("--points", help="comma-separated point names to run (default: all)")
     p.add_argument("--no-scalesim", action="store_true", help="skip the SCALE-Sim v3 cross-check even if installed")
     p.add_argument("--scalesim-max-macs", type=int, default=SCALESIM_MAX_MACS,
-                   help=f"largest GEMM (MACs) given to SCALE-Sim (default {SCALESIM_MAX_MACS:,})")
+                   help="largest GEMM (MACs) given to SCALE-Sim")
 
 
 def run_validate(args: argparse.Namespace) -> int:
