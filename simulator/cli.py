@@ -122,7 +122,8 @@ def _add_layer_options(p: argparse.ArgumentParser) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    jit_notice.install()
+    if argv is None:  # the `tasdsim` program, not an in-process caller such as a test reading stderr
+        jit_notice.install()
     from tasdsim.simulator import frontend_commands, sim_commands
 
     handlers = {"decompose": frontend_commands.run_decompose, "search": frontend_commands.run_search,
