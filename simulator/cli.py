@@ -8,7 +8,28 @@ import sys
 
 import tasdsim
 
-# Only the standard library at the top: a Ctrl-C while the rest is imported is main's to report.
+from tasdsim.simulator.cli_format import HelpFormatter, add_command
+
+# Only the standard library (and argparse's formatting) at the top: a Ctrl-C while the rest is
+# imported is main's to report.
+DESCRIPTION = """\
+tasdsim simulates DNN accelerators whose PE arrays run N:M structured sparsity, cycle by cycle,
+with TASD: a layer's tensor split into a series of N:M terms (A ~ A1 + A2 + ...). Out come cycles,
+stalls, utilisation, traffic per memory level, energy and EDP.
+
+hardware presets (--hw): dense-ws-32x32, stc-2of4, vegeta-m4, ttc-m8, or a YAML path
+workloads (--workload): resnet50, mobilenetv2, bert-base, scalesim-resnet50, or a YAML, .onnx or
+SCALE-Sim topology .csv path"""
+
+EPILOG = """\
+examples:
+  tasdsim simulate --hw vegeta-m4 --workload resnet50 --tasd auto   # TASDER picks each layer's series
+  tasdsim simulate --hw vegeta-m4 --gemm 512x512x512 --tasd 2:4+1:4
+  tasdsim sweep paper-resnet50 --out runs/r50                       # the four presets, dense and TASD
+  tasdsim dram --preset ddr4-3200 --trace requests.trace            # a DRAMsim3 trace, DRAM alone
+  tasdsim validate                                                  # simulator against analytical model
+
+`tasdsim COMMAND -h` describes a command and its options."""
 FLOAT_OPTIONS = {"act_sparsity": (0.0, 1.0), "lr": (0.0, 1e6), "lambda_w": (0.0, 1e6), "min_accuracy": (0.0, 1.0)}
 
 
@@ -42,18 +63,19 @@ def check_options(args: argparse.Namespace) -> None:
         value = getattr(args, dest, None)
         if value is not None and not (math.isfinite(value) and low <= value <= high):
             raise TasdsimError(f"--{dest.replace('_', '-')} must be a number from {low:g} to {high:g}, got {value}")
-    if getattr(args, "gemm", None) and getattr(args, "layers", None):
-        raise TasdsimError("--layers selects layers of a --workload; --gemm is one layer")
+    if getattr(args, "gemm", None) and (getattr(args, "layers", None) or getattr(args, "layer", None)):
+        option = "--layers" if getattr(args, "layers", None) else "--layer"
+        raise TasdsimError(f"{option} selects layers of a --workload; --gemm is one layer")
 
 
 def build_parser() -> argparse.ArgumentParser:
     from tasdsim.simulator import dram_commands, model_inputs, sweep_run, train_commands, validate  # here: Ctrl-C while importing is main's
 
-    parser = Parser(prog="tasdsim", description=__doc__)
+    parser = Parser(prog="tasdsim", description=DESCRIPTION, epilog=EPILOG, formatter_class=HelpFormatter)
     parser.add_argument("--version", action="version", version=f"tasdsim {tasdsim.__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, title="commands", metavar="COMMAND")
 
-    p = sub.add_parser("decompose", help="split one tensor into N:M terms and report their quality")
+    p = add_command(sub, "decompose", "split one tensor into N:M terms and report their quality")
     p.add_argument("tensor", help="file.npy, file.npz:key or file.safetensors:name")
     p.add_argument("--series", required=True, help='TASD series such as "2:4+1:4"')
     p.add_argument("--axis", type=int, default=None,
@@ -63,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="write every term's values and metadata to this .npz")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
-    p = sub.add_parser("search", help="TASDER: choose the cheapest supported series per layer")
+    p = add_command(sub, "search", "TASDER: choose the cheapest supported series per layer")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--workload", help="bundled workload name, YAML, .onnx (its weights) or SCALE-Sim .csv path "
                                         "(synthetic weights)")
@@ -76,7 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "simulated EDP on --hw (real memory)")
     p.add_argument("--max-terms", type=int, default=2, help="most terms in a series (default 2)")
     p.add_argument("--quality", required=True, help='constraint such as "relative_error<=0.3" or "kept_magnitude>=0.9"')
-    p.add_argument("--operand", choices=["weights", "activations", "both"], default="weights")
+    p.add_argument("--operand", choices=["weights", "activations", "both"], default="weights",
+                   help="the operand(s) to decompose")
     p.add_argument("--budget", action="store_true",
                    help="apply --quality to the MAC-weighted mean over the model instead of to each layer")
     p.add_argument("--activations", help="sample activations: .npz/.safetensors with a (tokens, K) tensor per layer name")
@@ -84,11 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--synthetic", default="gaussian", help="synthetic weight kind for --workload (default gaussian)")
     p.add_argument("--batch", type=int, default=None, help="workload batch size")
     p.add_argument("--seq-len", type=int, default=None, help="tokens per sequence (workload; default 128 for --weights)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic tensors")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     model_inputs.add_model_options(p)
 
-    p = sub.add_parser("simulate", help="run layers on a simulated accelerator, cycle by cycle")
+    p = add_command(sub, "simulate", "run layers on a simulated accelerator, cycle by cycle")
     p.add_argument("--hw", help="hardware preset name or YAML path (with --trace: default the trace's own)")
     src = p.add_mutually_exclusive_group()  # one is required, unless --functional takes --weights/--inputs
     src.add_argument("--workload", help="bundled workload name or YAML path")
@@ -113,12 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write the layer's DRAM requests in DRAMsim3's trace format (arrivals in tCK; .gz ok)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
-    p = sub.add_parser("trace", help="write one layer's instruction trace")
+    p = add_command(sub, "trace", "write one layer's instruction trace to a .trace file")
     p.add_argument("--hw", required=True, help="hardware preset name or YAML path")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--workload", help="bundled workload name or YAML path (with --layers NAME)")
+    src.add_argument("--workload", help="bundled workload name or YAML path (with --layer)")
     src.add_argument("--gemm", help="one layer given as MxNxK")
-    p.add_argument("--layers", help="the layer to trace")
+    p.add_argument("--layer", metavar="NAME", help="the workload's layer to trace")
     _add_layer_options(p)
     p.add_argument("-o", "--output", required=True, help="the .trace file to write")
     dram_commands.add_dram_parser(sub)
@@ -157,6 +180,10 @@ def main(argv: list[str] | None = None) -> int:
         from tasdsim.common import TasdsimError
 
         args = build_parser().parse_args(argv)
+        if argv is None:  # the `tasdsim` program, not an in-process caller such as a test reading stderr
+            from tasdsim.simulator import jit_notice
+
+            jit_notice.install()
         command = f"tasdsim {args.command}"
         check_options(args)
         from tasdsim.simulator import dram_commands, frontend_commands, sim_commands, sweep_run, train_commands, validate

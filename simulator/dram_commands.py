@@ -11,10 +11,11 @@ from tasdsim.common import load_yaml, TasdsimError
 from tasdsim.components.dram import DramTiming, load_dram_preset, replay
 from tasdsim.simulator.output import print_json, print_table
 from tasdsim.traces.dram_trace import read_dram_trace
+from tasdsim.simulator.cli_format import add_command
 
 
 def add_dram_parser(sub: Any) -> None:
-    p = sub.add_parser("dram", help="replay a DRAM request trace (DRAMsim3's format) through the DRAM model")
+    p = add_command(sub, "dram", "replay a DRAM request trace (DRAMsim3's format) through the DRAM model")
     p.add_argument("--preset", required=True, help="DRAM preset name (configs/dram) or YAML path")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a DRAM preset key, e.g. ranks=1 or tRCD=20 (repeatable; dram.KEY works too)")

@@ -97,7 +97,8 @@ def run_simulate(args: argparse.Namespace) -> int:
         result["functional"] = checked
     if args.out:
         write_reports(args.out, layers, result)
-        written = plots.run_plots(result["layers"], pes, dram_bytes_per_cycle(hw), args.out)
+        written = plots.run_plots(result["layers"], pes, dram_bytes_per_cycle(hw), args.out,
+                                  _plot_title(args, hw, layers))
         notes.append(f"{len(written)} plots written to {args.out}" if written else
                      "no plots: matplotlib is not installed (pip install 'tasdsim[plots]')")
     if timeline is not None:
@@ -126,6 +127,22 @@ def run_simulate(args: argparse.Namespace) -> int:
     for note in notes:
         print(note)
     return 0
+
+
+def _plot_title(args: argparse.Namespace, hw: HwConfig, layers: list[LayerStats]) -> str:
+    """The hardware, the workload and the TASD setting, e.g.
+    'vegeta-m4 (32x32 ws, ddr4-3200 x1) | resnet50 | TASD-W auto (TASDER per layer)'."""
+    array = (f"{hw.name} ({hw.pe_array.rows}x{hw.pe_array.cols} {hw.pe_array.dataflow}, "
+             f"{hw.dram.preset} x{hw.dram.channels})")
+    if args.trace:
+        series = layers[0].series
+        return f"{array} | trace {args.trace} | weights {series['weights']}, activations {series['activations']}"
+    workload = args.workload or (f"GEMM {args.gemm}" if args.gemm else "GEMM of --weights x --inputs")
+    if args.layers:
+        workload += f" ({args.layers})"
+    kind = "TASD-W" if args.operand == "weights" else "TASD-A"
+    tasd = {"none": "dense, no TASD", "auto": f"{kind} auto (TASDER per layer)"}.get(args.tasd, f"{kind} {args.tasd}")
+    return f"{array} | {workload} | {tasd}"
 
 
 def _jobs(args: argparse.Namespace) -> int:
@@ -209,10 +226,14 @@ def _csv(path: str, header: list[str], rows: list[list]) -> None:
 def run_trace(args: argparse.Namespace) -> int:
     """Generate one layer's trace and write it to a .trace file."""
     hw = load_hw(args.hw, args.set)
-    layers = _layers(args)
-    if len(layers) != 1:
-        raise TasdsimError(f"trace writes one layer: give --layers NAME (the workload has {len(layers)} layers)")
-    layer = layers[0]
+    if args.gemm:
+        layer = gemm_layer(args.gemm)
+    else:
+        workload = load_workload(args.workload, batch=args.batch, seq_len=args.seq_len)
+        if not args.layer:
+            raise TasdsimError(f"trace writes one layer: give --layer NAME (one of the {len(workload.layers)} "
+                               f"layers of {args.workload}, e.g. {workload.layers[0].name})")
+        layer = workload.select([args.layer]).layers[0]
     ideal = args.memory == "ideal"
     series = _series(args, layer, hw)
     tiling = plan(layer, hw.target(), series.weights, series.activations, unbounded=ideal)

@@ -15,18 +15,21 @@ import multiprocessing
 import os
 import signal
 import sys
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, wait
 from contextlib import contextmanager
 from typing import Any
 
 from tasdsim.simulator import plots
+from tasdsim.simulator.cli_format import add_command
 from tasdsim.simulator.config import load_hw
 from tasdsim.simulator.energy import load_energy
+from tasdsim.simulator.output import print_table
 from tasdsim.simulator.run import choose_series, simulate_layer
 from tasdsim.simulator.stats import total
 from tasdsim.simulator.sweep_check import check_spec, point_layers
-from tasdsim.simulator.sweep_spec import Point, SweepSpec, load_spec
+from tasdsim.simulator.sweep_spec import Point, SweepSpec, load_spec, sweep_files
 from tasdsim.simulator.sweep_store import ResultStore
 from tasdsim.common import TasdsimError
 from tasdsim.traces.search import parse_constraint
@@ -171,20 +174,36 @@ def _run_sweep(spec: SweepSpec, out: str, jobs: int, executor: str, scheduler: s
             store.write_csv(os.path.join(out, "results.csv"), spec.axis_keys)
         except OSError as err:
             raise TasdsimError(f"{out}/results.csv: cannot write: {err.strerror or err}") from None
-        counts["plots"] = len(plots.sweep_plots(store.rows(), spec.axis_keys, out))
+        counts["plots"] = len(plots.sweep_plots(store.rows(), spec.axis_keys, out, plot_title(spec)))
         return counts
     finally:
         store.close()
 
 
+def plot_title(spec: SweepSpec) -> str:
+    """The sweep, its hardware (unless an axis: then the legend), workload and TASD setting."""
+    w = spec.workload
+    workload = f"GEMM {w['gemm']}" if "gemm" in w else str(w["name"]) + (f" ({', '.join(w['layers'])})"
+                                                                          if w.get("layers") else "")
+    tasd = "tasd " + (" vs ".join(str(t) for t in spec.axes["tasd"]) if "tasd" in spec.axes else spec.base["tasd"])
+    if spec.base["tasd"] == "auto" or "auto" in spec.axes.get("tasd", []):
+        tasd += f" (auto: TASDER, {spec.base['quality']})"
+    hardware = "" if "hw" in spec.axes else f"{spec.base['hw']} | "
+    return f"sweep {spec.name} | {hardware}{workload} | {tasd}"
+
+
 def add_sweep_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("sweep", help="run a hardware parameter sweep in parallel, resumable")
+    p = add_command(sub, "sweep", "run a hardware parameter sweep in parallel, resumable",
+                    f"bundled sweeps: {', '.join(sweep_files())}\n"
+                    "Each point is stored in DIR/results.sqlite as it ends; at the end DIR/results.csv, plots,\n"
+                    "each distinct error of failed points and, when tasd is an axis with none, an EDP table.")
     p.add_argument("spec", help="bundled sweep name or YAML path")
-    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="parallel processes (default: cores)")
-    p.add_argument("--executor", choices=["local", "dask"], default="local")
+    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="parallel processes (default: the cores)")
+    p.add_argument("--executor", choices=["local", "dask"], default="local",
+                   help="local processes, or dask.distributed (pip install 'tasdsim[dist]')")
     p.add_argument("--scheduler", help="dask scheduler address tcp://host:port (joins an existing cluster)")
     p.add_argument("--resume", action="store_true", help="skip the points already in DIR/results.sqlite")
-    p.add_argument("--out", default="sweep-out", help="result directory (default sweep-out)")
+    p.add_argument("--out", default="sweep-out", metavar="DIR", help="result directory")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -228,4 +247,42 @@ def run_sweep_command(args: argparse.Namespace) -> int:
         print(f"{counts['plots']} plots written to {args.out} (metric per axis, cycles-energy Pareto front)")
     elif not plots.available():
         print("no plots: matplotlib is not installed (pip install 'tasdsim[plots]')")
+    store = ResultStore(os.path.join(args.out, "results.sqlite"))
+    try:
+        rows = store.rows()
+    finally:
+        store.close()
+    print_errors(rows)
+    print_edp_table(rows, spec.axis_keys)
     return 1 if counts["failed"] else 0
+
+
+def print_errors(rows: list[dict[str, Any]]) -> None:
+    """Each distinct error of the failed points, with how many points hit it, most frequent first."""
+    errors = Counter(r["error"] for r in rows if r["status"] == "failed")
+    if errors:
+        print("failed points by error:")
+    for error, count in errors.most_common():
+        print(f"  {count} point{'s' if count > 1 else ''}: {error}")
+
+
+def print_edp_table(rows: list[dict[str, Any]], axis_keys: list[str]) -> None:
+    """When `tasd` is an axis with `none` among its values: per combination of the other axes, the
+    EDP of every tasd setting and its improvement over `none` (1 - EDP / EDP with tasd none)."""
+    ok = [r for r in rows if r["status"] == "ok"]
+    settings = list(dict.fromkeys(str(r["axes"]["tasd"]) for r in ok if "tasd" in r["axes"]))
+    if "none" not in settings:
+        return
+    others = [k for k in axis_keys if k != "tasd"]
+    edp: dict[tuple, dict[str, float]] = {}
+    for r in ok:
+        edp.setdefault(tuple(str(r["axes"][k]) for k in others), {})[str(r["axes"]["tasd"])] = r["metrics"]["edp"]
+    settings = ["none"] + [t for t in settings if t != "none"]
+    table = []
+    for key, by_tasd in edp.items():
+        base = by_tasd.get("none")
+        cells = [f"{by_tasd[t]:.4g}" if t in by_tasd else "-" for t in settings]
+        gains = [f"{(1 - by_tasd[t] / base) * 100:.1f}%" if t in by_tasd and base else "-" for t in settings[1:]]
+        table.append([*key, *cells, *gains])
+    print("EDP (pJ*ns) per tasd setting; improvement = 1 - EDP / EDP with tasd none on the same point:")
+    print_table([*others, *[f"edp_{t}" for t in settings], *[f"improvement_{t}" for t in settings[1:]]], table)

@@ -12,6 +12,7 @@ import argparse
 
 import numpy as np
 
+from tasdsim.simulator.cli_format import add_command
 from tasdsim.simulator.config import HwConfig, load_hw
 from tasdsim.simulator.output import print_json, print_table
 from tasdsim.simulator.run import LayerSeries, simulate_layer, sparse_patterns
@@ -30,7 +31,7 @@ DEFAULTS = TrainConfig()
 
 def add_train_parsers(sub: argparse._SubParsersAction) -> None:
     """The `train` and `tasd-vs-train` sub-commands."""
-    p = sub.add_parser("train", help="train an MLP from scratch: dense, or N:M with STE or SR-STE; report SAD")
+    p = add_command(sub, "train", "train an MLP from scratch: dense, or N:M by STE or SR-STE")
     _add_training_options(p)
     p.add_argument("--method", required=True, choices=METHODS,
                    help="dense, ste (straight-through N:M) or srste (STE plus lambda_w decay of pruned weights)")
@@ -40,30 +41,31 @@ def add_train_parsers(sub: argparse._SubParsersAction) -> None:
                    help="also write every layer's test-set inputs (tokens, in) under its weight's name")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
-    p = sub.add_parser("tasd-vs-train", help="TASD-W and accuracy-constrained TASDER on a dense-trained model "
-                       "beside an SR-STE model: accuracy, compute density, simulated cycles and EDP")
+    p = add_command(sub, "tasd-vs-train", "TASD on a dense-trained MLP against training it for N:M",
+                    "Trains dense and SR-STE models with the same seed, applies TASD-W and accuracy-constrained\n"
+                    "TASDER to the dense one, and reports accuracy, compute density, simulated cycles and EDP.")
     _add_training_options(p)
-    p.add_argument("--hw", required=True, help="hardware preset name or YAML path")
+    p.add_argument("--hw", required=True, metavar="NAME", help="hardware preset name or YAML path")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a hardware config key (repeatable)")
     p.add_argument("--memory", choices=["real", "ideal"], default="real",
                    help="ideal: no memory stalls and unbounded buffers")
-    p.add_argument("--max-terms", type=int, default=2, help="most terms TASDER uses (default 2)")
+    p.add_argument("--max-terms", type=int, default=2, help="most terms TASDER uses")
     p.add_argument("--min-accuracy", type=float, default=0.99,
-                   help="TASDER keeps test accuracy >= this fraction of the dense model's (default 0.99)")
+                   help="TASDER keeps test accuracy >= this fraction of the dense model's")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
 def _add_training_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", default="digits", choices=DATASETS, help="dataset (default digits, from scikit-learn)")
-    p.add_argument("--pattern", default="2:4", help="N:M pattern of the masks, groups along in (default 2:4)")
-    p.add_argument("--epochs", type=int, default=DEFAULTS.epochs, help=f"epochs (default {DEFAULTS.epochs})")
+    p.add_argument("--dataset", default="digits", choices=DATASETS, help="dataset (digits comes with scikit-learn)")
+    p.add_argument("--pattern", default="2:4", help="N:M pattern of the masks, groups along in")
+    p.add_argument("--epochs", type=int, default=DEFAULTS.epochs, help="training epochs")
     p.add_argument("--seed", type=int, default=0, help="seed of the initialisation and minibatch order")
     p.add_argument("--lr", type=float, default=DEFAULTS.lr,
-                   help=f"peak learning rate, cosine to 0 (default {DEFAULTS.lr})")
-    p.add_argument("--batch", type=int, default=DEFAULTS.batch, help=f"minibatch size (default {DEFAULTS.batch})")
+                   help="peak learning rate, cosine to 0")
+    p.add_argument("--batch", type=int, default=DEFAULTS.batch, help="minibatch size")
     p.add_argument("--lambda-w", type=float, default=DEFAULT_LAMBDA_W,
-                   help=f"SR-STE decay of pruned weights (default {DEFAULT_LAMBDA_W:g})")
+                   help="SR-STE decay of pruned weights")
 
 
 def _config(args: argparse.Namespace, method: str) -> TrainConfig:

@@ -12,13 +12,15 @@ import argparse
 import json
 
 from tasdsim.common import TasdsimError
+from tasdsim.simulator.cli_format import add_command
 from tasdsim.simulator.scalesim_peer import SCALESIM_MAX_MACS, scalesim_compare
 from tasdsim.simulator.validate_report import json_default, print_report, print_stalls, write_outputs
 from tasdsim.simulator.validate_run import run_suite, summarize
 from tasdsim.simulator.validate_suite import Suite, load_suite
 
 def add_validate_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("validate", help="run simulator and analytical model side by side over a suite of points")
+    p = add_command(sub, "validate", "compare simulator and analytical model over a suite of points",
+                    "Each metric is exact, within its tolerance or outside; exit status 1 when a point is outside.")
     p.add_argument("--suite", help="suite YAML (default: the bundled configs/suites/default.yaml)")
     p.add_argument("--json", action="store_true", help="print one JSON object (points and summary)")
     p.add_argument("--out", help="directory for validate.csv, validate.json and cycles.png (with matplotlib)")
@@ -27,7 +29,7 @@ def add_validate_parser(sub: argparse._SubParsersAction) -> None:
                    help="also print each point's stall cycles by cause, simulator and model side by side")
     p.add_argument("--no-scalesim", action="store_true", help="skip the SCALE-Sim v3 cross-check even if installed")
     p.add_argument("--scalesim-max-macs", type=int, default=SCALESIM_MAX_MACS,
-                   help=f"largest GEMM (MACs) given to SCALE-Sim (default {SCALESIM_MAX_MACS:,})")
+                   help="largest GEMM (MACs) given to SCALE-Sim")
 
 
 def run_validate(args: argparse.Namespace) -> int:

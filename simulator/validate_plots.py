@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from tasdsim.traces.patterns import parse_series
+
 
 def plot_cycles(results: list[dict[str, Any]], summary: dict[str, Any], path: str) -> str | None:
     """Simulated against modelled cycles, log-log, with the tolerance band; None without matplotlib."""
@@ -26,12 +28,18 @@ def plot_cycles(results: list[dict[str, Any]], summary: dict[str, Any], path: st
     tol = summary["tolerances"]["cycles_real"]
     d = summary["cycles_real"]
     detail = f": |diff| median {d['median'] * 100:.2f}%, max {d['max'] * 100:.2f}% (real DRAM)" if d["points"] else ""
-    _diagonal(ax, lo, hi, tol, "modelled cycles", f"model: {summary['points']} points{detail}")
+    _diagonal(ax, lo, hi, tol, "modelled cycles (accelerator clock)", f"model: {summary['points']} points{detail}")
     for i, dominant in enumerate(sorted({r["dominant"] for r in results})):
         pts = [(r["sim_cycles"], r["roofline_cycles"]) for r in results if r["dominant"] == dominant]
         ax_roof.scatter(*zip(*pts), s=22, color=f"C{i}", alpha=0.8, label=f"dominant: {dominant}")
     _diagonal(ax_roof, lo, hi, tol, "roofline cycles (busiest unit + fill + drain)",
               "roofline: below the diagonal, stalls that do not overlap")
+    hardware = ", ".join(sorted({r["hw"] for r in results}))
+    workloads = ", ".join(sorted({r["layer"].get("workload", "GEMM") for r in results}))
+    tasd = ", ".join(sorted({"dense" if parse_series(r["tasd"]).is_dense else
+                             f"TASD-{'W' if r['operand'] == 'weights' else 'A'}" for r in results}))
+    fig.suptitle(f"validate: {len(results)} points | hardware {hardware} | layers of {workloads} | {tasd}",
+                 fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -46,7 +54,7 @@ def _diagonal(ax: Any, lo: float, hi: float, tol: float, ylabel: str, title: str
     ax.set_yscale("log")
     ax.set_xlim(lo, hi)
     ax.set_ylim(lo, hi)
-    ax.set_xlabel("simulated cycles")
+    ax.set_xlabel("simulated cycles (accelerator clock)")
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7, loc="upper left")

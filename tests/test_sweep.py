@@ -76,6 +76,34 @@ def test_sweep_runs_writes_csv_and_records_failures(tmp_path, capsys):
     with sqlite3.connect(out / "results.sqlite") as db:
         (config,) = db.execute("SELECT config FROM points WHERE status = 'ok'").fetchone()
     assert '"rows": 16' in config  # the full resolved hardware config is stored
+    out = capsys.readouterr().out
+    assert f"failed points by error:\n  1 point: {rows[0]['error']}\n" in out
+
+
+def test_failures_are_summed_up_per_distinct_error(tmp_path, capsys):
+    spec = {**SPEC, "axes": {"pe_array.rows": [0, 16, -1], "tasd": ["none", "2:4", "3:8"]}, "zip": {}, "filter": []}
+    assert main(["sweep", write_spec(tmp_path, spec), "--jobs", "2", "--out", str(tmp_path / "o"),
+                 "--no-progress"]) == 1
+    out = capsys.readouterr().out
+    summary = out[out.index("failed points by error:"):].splitlines()[1:4]
+    assert [line.split(":")[0] for line in summary] == ["  3 points", "  3 points", "  1 point"]
+    assert "pe_array.rows=0" in out and "pe_array.rows=-1" in out and "3:8" in summary[2]
+
+
+def test_a_sweep_over_tasd_prints_its_edp_table(tmp_path, capsys):
+    """Per hardware, EDP with and without TASD and the improvement 1 - EDP_tasd / EDP_none."""
+    spec = {"hw": "vegeta-m4", "workload": {"gemm": "64x48x96"},
+            "axes": {"hw": ["stc-2of4", "vegeta-m4"], "tasd": ["none", "2:4"]}}
+    out_dir = tmp_path / "o"
+    assert main(["sweep", write_spec(tmp_path, spec), "--jobs", "2", "--out", str(out_dir), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    table = out[out.index("EDP (pJ*ns)"):].splitlines()
+    assert table[1].split() == ["hw", "edp_none", "edp_2:4", "improvement_2:4"]
+    edp = {(r["hw"], r["tasd"]): float(r["edp"]) for r in read_csv(out_dir / "results.csv")}
+    for line in table[3:5]:
+        hw, none, tasd, gain = line.split()
+        assert float(none) == float(f"{edp[hw, 'none']:.4g}") and float(tasd) == float(f"{edp[hw, '2:4']:.4g}")
+        assert gain == f"{(1 - edp[hw, '2:4'] / edp[hw, 'none']) * 100:.1f}%"
 
 
 def test_resume_after_kill_minus_9_equals_uninterrupted(tmp_path):

@@ -251,13 +251,13 @@ def test_trace_cli_errors(tmp_path, capsys):
                        tmp_path / "x.trace")
     assert code == 2 and "3:8" in err and len(err.strip().splitlines()) == 1
     code, _, err = cli(capsys, "trace", "--hw", "vegeta-m4", "--workload", "resnet50", "-o", tmp_path / "y.trace")
-    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err and "--layer NAME" in err
     code, _, err = cli(capsys, "trace", "--hw", "vegeta-m4", "--gemm", "8x8x8", "-o", tmp_path / "nodir" / "z.trace")
     assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
 def test_trace_workload_layer(tmp_path, capsys):
-    code, _, err = cli(capsys, "trace", "--hw", "vegeta-m4", "--workload", "resnet50", "--layers", "fc",
+    code, _, err = cli(capsys, "trace", "--hw", "vegeta-m4", "--workload", "resnet50", "--layer", "fc",
                        "--batch", "1", "--tasd", "2:4", "-o", tmp_path / "fc.trace")
     assert code == 0, err
     with TraceReader(str(tmp_path / "fc.trace")) as reader:
