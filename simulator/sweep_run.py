@@ -12,14 +12,15 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, wait
 from typing import Any
 
-from tasdsim.simulator import plots
+from tasdsim.simulator import plots, sweep_table
 from tasdsim.simulator.config import load_hw
 from tasdsim.simulator.energy import load_energy
-from tasdsim.simulator.run import choose_series, simulate_layer
+from tasdsim.simulator.run import EdpObjective, choose_series, simulate_layer
 from tasdsim.simulator.stats import total
 from tasdsim.simulator.sweep_spec import Point, SweepSpec, load_spec
 from tasdsim.simulator.sweep_store import ResultStore
 from tasdsim.common import TasdsimError
+from tasdsim.traces.onnx_model import load_onnx, operand_tensors
 from tasdsim.traces.search import parse_constraint
 from tasdsim.traces.workloads import Layer, gemm_layer, load_workload
 
@@ -27,10 +28,32 @@ from tasdsim.traces.workloads import Layer, gemm_layer, load_workload
 def point_layers(workload: dict[str, Any]) -> list[Layer]:
     if "gemm" in workload:
         return [gemm_layer(str(workload["gemm"]))]
-    w = load_workload(str(workload["name"]), batch=workload.get("batch"), seq_len=workload.get("seq_len"))
+    w = load_workload(str(workload["name"]), batch=workload.get("batch"), seq_len=workload.get("seq_len"),
+                      input_shapes=_input_shapes(workload))
     if workload.get("layers"):
         w = w.select([str(n) for n in workload["layers"]])
     return list(w.layers)
+
+
+def _input_shapes(workload: dict[str, Any]) -> dict[str, tuple[int, ...]] | None:
+    shapes = workload.get("input_shape")
+    if shapes is None:
+        return None
+    if not isinstance(shapes, dict) or not all(isinstance(v, list) for v in shapes.values()):
+        raise TasdsimError("workload.input_shape: must map input names to lists of dimensions, e.g. {x: [1, 3, 224, 224]}")
+    return {str(k): tuple(v) for k, v in shapes.items()}
+
+
+def _onnx_tensors(point: Point, layers: list[Layer]) -> dict[str, dict[str, Any]] | None:
+    """An ONNX workload's real weights and/or activations (operand -> layer name -> tensor)."""
+    name = str(point.workload.get("name", ""))
+    if not name.lower().endswith(".onnx"):
+        return None
+    w = point.workload
+    model = load_onnx(name, _input_shapes(w), w.get("batch"), w.get("seq_len"))
+    operand = point.run["operand"]
+    return {op: operand_tensors(model, op, [layer.name for layer in layers], w.get("sample"), int(point.run["seed"]))
+            for op in (("weights", "activations") if operand == "both" else (operand,))}
 
 
 def run_point(point: Point) -> tuple[str, dict[str, Any], str | None, dict[str, Any] | None]:
@@ -42,9 +65,14 @@ def run_point(point: Point) -> tuple[str, dict[str, Any], str | None, dict[str, 
         table = load_energy(point.run["energy"])
         constraint = parse_constraint(point.run["quality"])
         stats = []
-        for layer in point_layers(point.workload):
+        layers = point_layers(point.workload)
+        tensors = _onnx_tensors(point, layers) if point.run["tasd"] == "auto" else None
+        objective = EdpObjective(point.run["memory"] == "ideal", table) if point.run.get("objective") == "edp" else None
+        for layer in layers:
+            real = {op: by_name[layer.name] for op, by_name in (tensors or {}).items() if layer.name in by_name}
             series = choose_series(layer, hw, point.run["tasd"], point.run["operand"], constraint,
-                                   int(point.run["max_terms"]), int(point.run["seed"]), 0.5)
+                                   int(point.run["max_terms"]), int(point.run["seed"]), 0.5, real,
+                                   point.run.get("synthetic", "gaussian"), objective)
             stats.append(simulate_layer(layer, hw, series, point.run["memory"] == "ideal", table))
         t = total(stats, hw.pe_array.rows * hw.pe_array.cols, hw.clock_ghz)
         metrics = {"cycles": t["cycles"], "compute_cycles": t["compute_cycles"], "energy_pj": t["energy_pj"]["total"],
@@ -164,6 +192,11 @@ def run_sweep_command(args: argparse.Namespace) -> int:
         return 130
     print(f"{counts['ok']} ok, {counts['failed']} failed, {counts['filtered']} filtered, "
           f"{counts['skipped']} already done; {args.out}/results.csv")
+    store = ResultStore(os.path.join(args.out, "results.sqlite"))
+    try:
+        sweep_table.print_edp_table(store.rows(), spec.axis_keys)
+    finally:
+        store.close()
     if counts["plots"]:
         print(f"{counts['plots']} plots written to {args.out} (metric per axis, cycles-energy Pareto front)")
     elif not plots.available():

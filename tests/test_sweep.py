@@ -55,7 +55,8 @@ def test_grid_zip_and_filter():
     ({"zip": {"a": [1, 2], "b": [1]}}, "same length"),
     ({"filter": ["pe_array.rows ~ 3"]}, "KEY OP VALUE"),
     ({"filter": ["nope <= 3"]}, "nope is not an axis"),
-    ({"operand": "both"}, "operand"),
+    ({"operand": "all"}, "operand: must be weights, activations or both"),
+    ({"objective": "speed"}, "objective: must be compute or edp"),
 ])
 def test_bad_specs(change, message):
     spec = {k: v for k, v in {**SPEC, **change}.items() if v is not None}
