@@ -39,7 +39,9 @@ def _input_shapes(workload: dict[str, Any]) -> dict[str, tuple[int, ...]] | None
     shapes = workload.get("input_shape")
     if shapes is None:
         return None
-    if not isinstance(shapes, dict) or not all(isinstance(v, list) for v in shapes.values()):
+    if not isinstance(shapes, dict) or not all(
+            isinstance(v, list) and all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in v)
+            for v in shapes.values()):
         raise TasdsimError("workload.input_shape: must map input names to lists of dimensions, e.g. {x: [1, 3, 224, 224]}")
     return {str(k): tuple(v) for k, v in shapes.items()}
 
