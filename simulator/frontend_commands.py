@@ -101,6 +101,8 @@ def search_choices(args: argparse.Namespace) -> list[Choice]:
     candidates = candidate_series(patterns, args.max_terms)
     objective = EdpObjective(ideal_memory=False) if args.objective == "edp" else None
     operands = ["weights", "activations"] if args.operand == "both" else [args.operand]
+    if objective is not None and "activations" in operands and hw.tasd_units.count == 0:
+        raise TasdsimError(f"--objective edp on activations needs TASD units to simulate; {hw.name} has none")
     choices = []
     layers = _layers_and_weights(args)
     captured = None

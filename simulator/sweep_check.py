@@ -21,16 +21,32 @@ from tasdsim.traces.limits import check_folds
 from tasdsim.traces.patterns import parse_series
 from tasdsim.traces.search import parse_constraint
 from tasdsim.traces.workloads import Layer, gemm_layer, load_workload
+from tasdsim.traces.tensors import synthetic
 
 DRY_RUN_POINTS = 1000
-RUN_VALUES = {"operand": ("weights", "activations"), "memory": ("real", "ideal")}
+RUN_VALUES = {"operand": ("weights", "activations", "both"), "memory": ("real", "ideal"),
+              "objective": ("compute", "edp")}
+RUN_DEFAULTS = {"synthetic": "gaussian", "objective": "compute"}  # run keys a spec may leave out
+
+
+def input_shapes(workload: dict[str, Any]) -> dict[str, tuple[int, ...]] | None:
+    """An ONNX workload's `input_shape` entry: input name -> dimensions (None when absent)."""
+    shapes = workload.get("input_shape")
+    if shapes is None:
+        return None
+    if not isinstance(shapes, dict) or not all(
+            isinstance(v, list) and all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in v)
+            for v in shapes.values()):
+        raise TasdsimError("workload.input_shape: must map input names to lists of dimensions, e.g. {x: [1, 3, 224, 224]}")
+    return {str(k): tuple(v) for k, v in shapes.items()}
 
 
 def point_layers(workload: dict[str, Any]) -> list[Layer]:
     """The layers of a sweep's workload entry (gemm, or name with layers, batch, seq_len)."""
     if "gemm" in workload:
         return [gemm_layer(str(workload["gemm"]))]
-    w = load_workload(str(workload["name"]), batch=workload.get("batch"), seq_len=workload.get("seq_len"))
+    w = load_workload(str(workload["name"]), batch=workload.get("batch"), seq_len=workload.get("seq_len"),
+                      input_shapes=input_shapes(workload))
     if workload.get("layers"):
         if not isinstance(workload["layers"], list):
             raise TasdsimError("workload.layers: must be a list of layer names")
@@ -45,7 +61,8 @@ def check_spec(spec: SweepSpec, label: str) -> None:
         parse_constraint(spec.base["quality"])
         load_energy(spec.base["energy"])
         for key in RUN_KEYS:
-            for value in [spec.base[key], *spec.axes.get(key, []), *spec.zipped.get(key, [])]:
+            base = spec.base.get(key, RUN_DEFAULTS.get(key))
+            for value in [base, *spec.axes.get(key, []), *spec.zipped.get(key, [])]:
                 _run_value(key, str(value))
     except TasdsimError as err:
         raise TasdsimError(f"{label}: {err}") from None
@@ -63,6 +80,8 @@ def _run_value(key: str, value: str) -> None:
     elif key == "tasd":
         if value not in ("none", "auto"):
             parse_series(value)
+    elif key == "synthetic":
+        synthetic(value, (4, 8), 0)  # a spec that does not parse raises here
     elif value not in RUN_VALUES[key]:
         raise TasdsimError(f"{key}: must be {' or '.join(RUN_VALUES[key])}, got {value!r}")
 

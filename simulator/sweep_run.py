@@ -21,20 +21,33 @@ from concurrent.futures import FIRST_COMPLETED, wait
 from contextlib import contextmanager
 from typing import Any
 
-from tasdsim.simulator import plots
+from tasdsim.simulator import plots, sweep_table
 from tasdsim.simulator.cli_format import add_command
 from tasdsim.simulator.config import load_hw
 from tasdsim.simulator.energy import load_energy
-from tasdsim.simulator.output import print_table
-from tasdsim.simulator.run import choose_series, simulate_layer
+from tasdsim.simulator.run import EdpObjective, choose_series, simulate_layer
 from tasdsim.simulator.stats import total
-from tasdsim.simulator.sweep_check import check_spec, point_layers
+from tasdsim.simulator.sweep_check import check_spec, input_shapes, point_layers
 from tasdsim.simulator.sweep_spec import Point, SweepSpec, load_spec, sweep_files
 from tasdsim.simulator.sweep_store import ResultStore
 from tasdsim.common import TasdsimError
+from tasdsim.traces.onnx_model import load_onnx, operand_tensors
 from tasdsim.traces.search import parse_constraint
+from tasdsim.traces.workloads import Layer
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _onnx_tensors(point: Point, layers: list[Layer]) -> dict[str, dict[str, Any]] | None:
+    """An ONNX workload's real weights and/or activations (operand -> layer name -> tensor)."""
+    name = str(point.workload.get("name", ""))
+    if not name.lower().endswith(".onnx"):
+        return None
+    w = point.workload
+    model = load_onnx(name, input_shapes(w), w.get("batch"), w.get("seq_len"))
+    operand = point.run["operand"]
+    return {op: operand_tensors(model, op, [layer.name for layer in layers], w.get("sample"), int(point.run["seed"]))
+            for op in (("weights", "activations") if operand == "both" else (operand,))}
 
 
 def run_point(point: Point) -> tuple[str, dict[str, Any], str | None, dict[str, Any] | None]:
@@ -46,9 +59,14 @@ def run_point(point: Point) -> tuple[str, dict[str, Any], str | None, dict[str, 
         table = load_energy(point.run["energy"])
         constraint = parse_constraint(point.run["quality"])
         stats = []
-        for layer in point_layers(point.workload):
+        layers = point_layers(point.workload)
+        tensors = _onnx_tensors(point, layers) if point.run["tasd"] == "auto" else None
+        objective = EdpObjective(point.run["memory"] == "ideal", table) if point.run.get("objective") == "edp" else None
+        for layer in layers:
+            real = {op: by_name[layer.name] for op, by_name in (tensors or {}).items() if layer.name in by_name}
             series = choose_series(layer, hw, point.run["tasd"], point.run["operand"], constraint,
-                                   int(point.run["max_terms"]), int(point.run["seed"]), 0.5)
+                                   int(point.run["max_terms"]), int(point.run["seed"]), 0.5, real,
+                                   point.run.get("synthetic", "gaussian"), objective)
             stats.append(simulate_layer(layer, hw, series, point.run["memory"] == "ideal", table))
         t = total(stats, hw.pe_array.rows * hw.pe_array.cols, hw.clock_ghz)
         metrics = {"cycles": t["cycles"], "compute_cycles": t["compute_cycles"], "energy_pj": t["energy_pj"]["total"],
@@ -253,7 +271,7 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     finally:
         store.close()
     print_errors(rows)
-    print_edp_table(rows, spec.axis_keys)
+    sweep_table.print_edp_table(rows, spec.axis_keys)
     return 1 if counts["failed"] else 0
 
 
@@ -264,25 +282,3 @@ def print_errors(rows: list[dict[str, Any]]) -> None:
         print("failed points by error:")
     for error, count in errors.most_common():
         print(f"  {count} point{'s' if count > 1 else ''}: {error}")
-
-
-def print_edp_table(rows: list[dict[str, Any]], axis_keys: list[str]) -> None:
-    """When `tasd` is an axis with `none` among its values: per combination of the other axes, the
-    EDP of every tasd setting and its improvement over `none` (1 - EDP / EDP with tasd none)."""
-    ok = [r for r in rows if r["status"] == "ok"]
-    settings = list(dict.fromkeys(str(r["axes"]["tasd"]) for r in ok if "tasd" in r["axes"]))
-    if "none" not in settings:
-        return
-    others = [k for k in axis_keys if k != "tasd"]
-    edp: dict[tuple, dict[str, float]] = {}
-    for r in ok:
-        edp.setdefault(tuple(str(r["axes"][k]) for k in others), {})[str(r["axes"]["tasd"])] = r["metrics"]["edp"]
-    settings = ["none"] + [t for t in settings if t != "none"]
-    table = []
-    for key, by_tasd in edp.items():
-        base = by_tasd.get("none")
-        cells = [f"{by_tasd[t]:.4g}" if t in by_tasd else "-" for t in settings]
-        gains = [f"{(1 - by_tasd[t] / base) * 100:.1f}%" if t in by_tasd and base else "-" for t in settings[1:]]
-        table.append([*key, *cells, *gains])
-    print("EDP (pJ*ns) per tasd setting; improvement = 1 - EDP / EDP with tasd none on the same point:")
-    print_table([*others, *[f"edp_{t}" for t in settings], *[f"improvement_{t}" for t in settings[1:]]], table)

@@ -1,9 +1,13 @@
 """Sweep specs: a base design point plus axes (grid product), zipped axes and filters.
 
     hw: vegeta-m4                      # preset or path
-    workload: {gemm: 1024x1024x2048}   # or {name: resnet50, layers: [conv1, fc], batch: 1, seq_len: 128}
+    workload: {gemm: 1024x1024x2048}   # or {name: resnet50, layers: [conv1, fc], batch: 1, seq_len: 128};
+                                       # name may be a .onnx (optional input_shape: {x: [1, 3, 224, 224]},
+                                       # sample: x.npy) or a SCALE-Sim .csv
     tasd: 2:4+1:4                      # optional, as in simulate (none, auto or a series)
-    operand: weights                   # optional: weights or activations
+    operand: weights                   # optional: weights, activations or both
+    synthetic: gaussian:pruned=0.7     # optional: the synthetic weights TASDER searches on (default gaussian)
+    objective: compute                 # optional: TASDER ranks by compute (default) or edp
     memory: real                       # optional: real or ideal
     energy: 45nm                       # optional energy table
     axes:                              # dotted hardware keys as in --set, or hw, tasd, operand
@@ -34,10 +38,10 @@ from typing import Any
 from tasdsim.common import bundled_files, check_range, find_preset, load_yaml, read_yaml, TasdsimError
 from tasdsim.traces.limits import MAX_SWEEP_POINTS, MAX_TERMS, check_seed
 
-RUN_KEYS = ("hw", "tasd", "operand", "memory")  # axis keys that are not hardware config keys
+RUN_KEYS = ("hw", "tasd", "operand", "memory", "synthetic", "objective")  # axis keys that are not hardware keys
 _SPEC_KEYS = ("hw", "workload", "tasd", "operand", "memory", "energy", "axes", "zip", "filter", "quality",
-              "max_terms", "seed")
-_WORKLOAD_KEYS = ("gemm", "name", "layers", "batch", "seq_len")
+              "max_terms", "seed", "synthetic", "objective")
+_WORKLOAD_KEYS = ("gemm", "name", "layers", "batch", "seq_len", "input_shape", "sample")
 _OPS = {"<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt, "==": operator.eq,
         "!=": operator.ne}
 _CONDITION = re.compile(r"^\s*([\w.\-]+)\s*(<=|>=|==|!=|<|>)\s*(\S+)\s*$")
@@ -155,8 +159,11 @@ def parse_spec(raw: Any, label: str) -> SweepSpec:
             "quality": str(raw.get("quality", "relative_error<=0.3")),
             "max_terms": check_range(raw.get("max_terms", 2), 1, MAX_TERMS, f"{label}: max_terms"),
             "seed": check_seed(raw.get("seed", 0), f"{label}: seed")}
-    if base["operand"] not in ("weights", "activations"):
-        raise TasdsimError(f"{label}: operand: must be weights or activations, got {base['operand']!r}")
+    base.update({key: str(raw[key]) for key in ("synthetic", "objective") if key in raw})  # ids stay as before
+    if base["operand"] not in ("weights", "activations", "both"):
+        raise TasdsimError(f"{label}: operand: must be weights, activations or both, got {base['operand']!r}")
+    if base.get("objective", "compute") not in ("compute", "edp"):
+        raise TasdsimError(f"{label}: objective: must be compute or edp, got {base['objective']!r}")
     if base["memory"] not in ("real", "ideal"):
         raise TasdsimError(f"{label}: memory: must be real or ideal, got {base['memory']!r}")
     axes = _axes(raw.get("axes", {}), label, "axes")

@@ -49,3 +49,9 @@ def test_search_objective_edp_cli(capsys, tmp_path):
     code, _, err = cli(capsys, "search", "--workload", "resnet50", "--quality", "relative_error<=0.3",
                        "--objective", "edp", "--patterns", "2:4")
     assert code == 2 and "--objective edp needs --hw" in err
+
+
+def test_search_edp_on_activations_needs_tasd_units(capsys, tmp_path):
+    code, _, err = cli(capsys, "search", "--weights", conv_net(tmp_path / "c.onnx"), "--hw", "vegeta-m4", "--quality",
+                       "relative_error<=0.3", "--objective", "edp", "--operand", "activations")
+    assert code == 2 and "vegeta-m4 has none" in err

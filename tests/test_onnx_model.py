@@ -209,3 +209,13 @@ def test_dynamic_dims_need_a_shape_and_bad_files_fail_in_one_line(tmp_path, caps
     code, _, err = cli(capsys, "simulate", "--hw", "vegeta-m4", "--workload", tmp_path / "junk.onnx")
     assert_one_line_error(code, err, "junk.onnx: not a readable ONNX model")
     assert parse_input_shapes(["a=1x2", "b:0=3"]) == {"a": (1, 2), "b:0": (3,)}
+
+
+def test_validate_points_take_onnx_and_topology_layers(tmp_path, capsys):
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(f"points:\n  - {{name: onnx-grouped, hw: dense-ws-32x32, memory: ideal, "
+                     f"layer: {{workload: {conv_net(tmp_path / 'c.onnx')}, name: grouped}}}}\n"
+                     "  - {name: csv, hw: dense-ws-32x32, memory: ideal, layer: {workload: scalesim-resnet50, name: FC6}}\n")
+    code, out, err = cli(capsys, "validate", "--suite", suite, "--no-scalesim")
+    assert code == 0, err
+    assert "2 points: 2 exact" in out

@@ -55,7 +55,8 @@ def test_grid_zip_and_filter():
     ({"zip": {"a": [1, 2], "b": [1]}}, "same length"),
     ({"filter": ["pe_array.rows ~ 3"]}, "KEY OP VALUE"),
     ({"filter": ["nope <= 3"]}, "nope is not an axis"),
-    ({"operand": "both"}, "operand"),
+    ({"operand": "all"}, "operand: must be weights, activations or both"),
+    ({"objective": "speed"}, "objective: must be compute or edp"),
 ])
 def test_bad_specs(change, message):
     spec = {k: v for k, v in {**SPEC, **change}.items() if v is not None}
@@ -91,19 +92,21 @@ def test_failures_are_summed_up_per_distinct_error(tmp_path, capsys):
 
 
 def test_a_sweep_over_tasd_prints_its_edp_table(tmp_path, capsys):
-    """Per hardware, EDP with and without TASD and the improvement 1 - EDP_tasd / EDP_none."""
+    """Per TASD point, its EDP beside the same hardware's dense EDP and 1 - EDP_tasd / EDP_dense."""
     spec = {"hw": "vegeta-m4", "workload": {"gemm": "64x48x96"},
             "axes": {"hw": ["stc-2of4", "vegeta-m4"], "tasd": ["none", "2:4"]}}
     out_dir = tmp_path / "o"
     assert main(["sweep", write_spec(tmp_path, spec), "--jobs", "2", "--out", str(out_dir), "--no-progress"]) == 0
     out = capsys.readouterr().out
-    table = out[out.index("EDP (pJ*ns)"):].splitlines()
-    assert table[1].split() == ["hw", "edp_none", "edp_2:4", "improvement_2:4"]
+    table = out[out.index("EDP improvement of TASD"):].splitlines()
+    assert table[1].split() == ["hw", "tasd", "edp_dense", "edp_tasd", "improvement"]
     edp = {(r["hw"], r["tasd"]): float(r["edp"]) for r in read_csv(out_dir / "results.csv")}
-    for line in table[3:5]:
-        hw, none, tasd, gain = line.split()
-        assert float(none) == float(f"{edp[hw, 'none']:.4g}") and float(tasd) == float(f"{edp[hw, '2:4']:.4g}")
-        assert gain == f"{(1 - edp[hw, '2:4'] / edp[hw, 'none']) * 100:.1f}%"
+    rows = [line.split() for line in table[3:5]]
+    assert sorted(row[0] for row in rows) == ["stc-2of4", "vegeta-m4"]
+    for hw, tasd, dense, sparse, gain in rows:
+        assert tasd == "2:4"
+        assert float(dense) == float(f"{edp[hw, 'none']:.4g}") and float(sparse) == float(f"{edp[hw, '2:4']:.4g}")
+        assert gain == f"{1 - edp[hw, '2:4'] / edp[hw, 'none']:.1%}"
 
 
 def test_resume_after_kill_minus_9_equals_uninterrupted(tmp_path):

@@ -85,6 +85,7 @@ class OnnxModel:
         self._by_name = {entry.layer.name: entry for entry in layers}
         self._initializers = {t.name: t for t in model.graph.initializer}
         self._producers = {out: node for node in model.graph.node for out in node.output}
+        self._nodes = {_node_name(node): node for node in model.graph.node}
 
     def entry(self, name: str) -> OnnxLayer:
         return self._by_name[name]
@@ -94,7 +95,7 @@ class OnnxModel:
         entry = self._by_name[name]
         if entry.weight is None:
             return None
-        node = self._node(entry.node)
+        node = self._nodes[entry.node]
         w = self.constant(entry.weight)
         if entry.op.startswith("QLinear"):
             axis = 0 if entry.op in _CONV_OPS else -1  # per output channel: Cout, or N of a (K, N) B
@@ -135,9 +136,6 @@ class OnnxModel:
         if node.op_type == "DequantizeLinear":
             return _dequantize(x, args[1], zero, attrs.get("axis", 1))
         return _quantize(x, args[1], zero, attrs.get("axis", 1))
-
-    def _node(self, name: str):
-        return next(n for n in self.model.graph.node if _node_name(n) == name)
 
 
 def parse_input_shapes(texts: Sequence[str]) -> dict[str, tuple[int, ...]]:
