@@ -177,18 +177,29 @@ def layer_from_header(header: dict, path: str) -> Layer:
         raise TasdsimError(f"{path}: header layer: {err}") from None
 
 
+def series_from_header(series: dict, path: str) -> dict[str, str]:
+    """A trace header's series: {"weights": SERIES, "activations": SERIES}, each one that parses."""
+    if set(series) != {"weights", "activations"} or not all(isinstance(v, str) for v in series.values()):
+        raise TasdsimError(f'{path}: header series: expected {{"weights": SERIES, "activations": SERIES}}')
+    try:
+        return {operand: str(parse_series(text)) for operand, text in series.items()}
+    except TasdsimError as err:
+        raise TasdsimError(f"{path}: header series: {err}") from None
+
+
 def simulate_trace(path: str, ideal_memory: bool, overrides: HwConfig | None = None,
                    energy: EnergyTable | None = None, timeline: Timeline | None = None) -> tuple[HwConfig, LayerStats]:
     """Replay a .trace file on the hardware its header names (or `overrides`)."""
     with TraceReader(path) as reader:
         hw = overrides or hw_from_dict(reader.header.hardware, f"{path}: header hardware")
         layer = layer_from_header(reader.header.layer, path)
+        series = series_from_header(reader.header.series, path)
         acc = Accelerator(hw, ideal_memory, where=f"{path}: ", timeline=timeline)
         check = TraceChecker(hw.target(), SLOTS, ideal_memory)
         stats = acc.run(reader.instructions(check), layer.name, f"{path}: ")
         if timeline is not None:
             timeline.end_layer(layer.name, stats.cycles)
-        stats.series = dict(reader.header.series)
+        stats.series = series
         stats.tiling = dict(reader.header.tiling)
     return hw, add_energy(stats, hw, energy)
 

@@ -328,3 +328,9 @@ def test_instruction_checked_against_the_hardware(vegeta_trace, tmp_path, capsys
     code, _, err = cli(capsys, "simulate", "--trace", path)
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert f"{path}:{line_no}: {op} " in err and needle in err, err
+
+
+def test_bad_header_series(vegeta_trace, tmp_path, capsys):
+    path = _edit(vegeta_trace, tmp_path / "se.trace", 4, lambda l: '# series: {"weights": 5}\n')
+    code, _, err = cli(capsys, "simulate", "--trace", path)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "header series" in err, err
