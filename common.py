@@ -59,7 +59,12 @@ def load_yaml(text: str, label: str) -> Any:
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise TasdsimError(f"{label}: {where}not valid YAML: {getattr(err, 'problem', None) or err}") from None
+        reason = " ".join(str(getattr(err, "problem", None) or err).split())
+        raise TasdsimError(f"{label}: {where}not valid YAML: {reason}") from None
+    except ValueError as err:  # an integer of more digits than Python converts
+        raise TasdsimError(f"{label}: not valid YAML: {err}") from None
+    except RecursionError:
+        raise TasdsimError(f"{label}: not valid YAML: nested too deeply") from None
 
 
 def integer(value: Any) -> int | None:

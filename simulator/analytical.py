@@ -62,7 +62,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from tasdsim.simulator.model.dram import DramModel, dram_params
 from tasdsim.simulator.model.energy import model_energy
-from tasdsim.simulator.model.tiling import TILE_ALIGN, ModelTiling, covered_rows_by_fold, derive_tiling
+from tasdsim.simulator.model.tiling import ModelTiling, covered_rows_by_fold, derive_tiling
 from tasdsim.traces.patterns import Pattern
 from tasdsim.traces.workloads import Layer
 

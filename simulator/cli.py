@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{command}: interrupted", file=sys.stderr)
         return 130
     except TasdsimError as err:
-        print(f"{command}: error: {err}", file=sys.stderr)
+        print(f"{command}: error: {' '.join(str(err).split())}", file=sys.stderr)  # one line, whatever it quotes
         return 2
     except MemoryError:
         print(f"{command}: error: out of memory", file=sys.stderr)

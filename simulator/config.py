@@ -29,7 +29,6 @@ import copy
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable
 
 

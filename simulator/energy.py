@@ -60,9 +60,12 @@ def load_energy(name_or_path: str) -> EnergyTable:
     return _build(*read_preset("energy", name_or_path, "energy table"))
 
 
+MAX_PJ = 1e9  # per action: far above any real table, far below where energy sums overflow
+
+
 def _number(value: Any, label: str, path: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or not math.isfinite(value):
-        raise TasdsimError(f"{label}: {path}: must be a non-negative number, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= MAX_PJ:
+        raise TasdsimError(f"{label}: {path}: must be a number from 0 to {MAX_PJ:g}, got {value!r}")
     return float(value)
 
 

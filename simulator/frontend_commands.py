@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 import numpy as np
 
@@ -25,6 +26,8 @@ DEFAULT_TOKENS = 128  # M of every layer of a model file when --seq-len is not g
 
 def run_decompose(args: argparse.Namespace) -> int:
     """Decompose one tensor with a series; print its quality and terms; optionally save the terms."""
+    if args.out and (os.path.isdir(args.out) or not args.out.lower().endswith(".npz")):
+        raise TasdsimError(f"--out {args.out}: not an .npz file name; give the file to write, such as terms.npz")
     series = parse_series(args.series)
     tensor = tensors.load_tensor(args.tensor)
     dec = decompose(tensor, series, args.axis)

@@ -274,12 +274,23 @@ def buffer_plan_from_header(tiling: dict, path: str) -> BufferPlan:
                            f"and outputs ({err!r})") from None
 
 
+def series_from_header(series: dict, path: str) -> dict[str, str]:
+    """A trace header's series: {"weights": SERIES, "activations": SERIES}, each one that parses."""
+    if set(series) != {"weights", "activations"} or not all(isinstance(v, str) for v in series.values()):
+        raise TasdsimError(f'{path}: header series: expected {{"weights": SERIES, "activations": SERIES}}')
+    try:
+        return {operand: str(parse_series(text)) for operand, text in series.items()}
+    except TasdsimError as err:
+        raise TasdsimError(f"{path}: header series: {err}") from None
+
+
 def simulate_trace(path: str, ideal_memory: bool, overrides: HwConfig | None = None,
                    energy: EnergyTable | None = None, timeline: Timeline | None = None) -> tuple[HwConfig, LayerStats]:
     """Replay a .trace file on the hardware its header names (or `overrides`)."""
     with TraceReader(path) as reader:
         hw = overrides or hw_from_dict(reader.header.hardware, f"{path}: header hardware")
         layer = layer_from_header(reader.header.layer, path)
+        series = series_from_header(reader.header.series, path)
         buffers = buffer_plan_from_header(reader.header.tiling, path)
         acc = Accelerator(hw, buffers, ideal_memory, where=f"{path}: ", timeline=timeline)
         try:
@@ -289,7 +300,7 @@ def simulate_trace(path: str, ideal_memory: bool, overrides: HwConfig | None = N
         stats = acc.run(reader.instructions(check), layer.name, f"{path}: ")
         if timeline is not None:
             timeline.end_layer(layer.name, stats.cycles)
-        stats.series = dict(reader.header.series)
+        stats.series = series
         stats.tiling = dict(reader.header.tiling)
     return hw, add_energy(stats, hw, energy)
 

@@ -58,7 +58,7 @@ def test_tasd_units_energy_counts_elements():
 def test_bad_energy_table(tmp_path):
     good = yaml.safe_load(open(energy_table_files()["45nm"]))
     for change, message in [({"mac": {"int8": 1}}, "mac: missing required key fp16"),
-                            ({"leakage_pj_per_cycle": -1}, "leakage_pj_per_cycle: must be a non-negative"),
+                            ({"leakage_pj_per_cycle": -1}, "leakage_pj_per_cycle: must be a number from 0 to"),
                             ({"bogus": 1}, "unknown key bogus"),
                             ({"sram_64b": [{"kib": 32, "pj": 1}, {"kib": 8, "pj": 2}]}, "increasing")]:
         path = tmp_path / "e.yaml"

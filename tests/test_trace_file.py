@@ -342,3 +342,9 @@ def test_header_buffer_plan_beyond_the_buffers_is_an_error(vegeta_trace, tmp_pat
     code, _, err = cli(capsys, "simulate", "--trace", path)
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert str(path) in err and "buffers.inputs" in err and "do not fit" in err, err
+
+
+def test_bad_header_series(vegeta_trace, tmp_path, capsys):
+    path = _edit(vegeta_trace, tmp_path / "se.trace", 4, lambda l: '# series: {"weights": 5}\n')
+    code, _, err = cli(capsys, "simulate", "--trace", path)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "header series" in err, err
