@@ -421,7 +421,7 @@ class Dram:
         mc = self.controller
         now = self.env.now
         transfer = mc.new_transfer(count)
-        mc.offer_lines(first, count, max(-(-now * self._q // self._p), mc.clk), write, transfer)
+        mc.offer_lines(first, count, -(-now * self._q // self._p), write, transfer)
         event = self.env.event()
         if not self._waiting:
             self._busy_since = now
@@ -445,21 +445,22 @@ class Dram:
         if following == now:                      # more happens this cycle: step after it
             self._wake_in(0)
             return
-        horizon = FOREVER if following == float("inf") else -(-int(following) * self._q // self._p)
-        while True:
-            while self._complete and -(-self._complete[0][0] * self._p // self._q) == now:
-                _, transfer = heapq.heappop(self._complete)
-                self._waiting.pop(transfer).succeed(now)
-                if not self._waiting:
-                    self._counts.busy_cycles += now - self._busy_since
-            limit = min(horizon, self._complete[0][0]) if self._complete else horizon
-            if mc.clk >= limit:
-                break
-            resolved = mc.advance(limit, stop_on_transfer=True)
-            for transfer in resolved:
+        fired = False
+        while self._complete and -(-self._complete[0][0] * self._p // self._q) == now:
+            _, transfer = heapq.heappop(self._complete)
+            self._waiting.pop(transfer).succeed(now)
+            fired = True
+            if not self._waiting:
+                self._counts.busy_cycles += now - self._busy_since
+        if fired:                                 # the units it woke may offer requests now: step after them
+            self._wake_in(0)
+            return
+        limit = FOREVER if following == float("inf") else -(-int(following) * self._q // self._p)
+        if self._complete:
+            limit = min(limit, self._complete[0][0])
+        if mc.clk < limit:
+            for transfer in mc.advance(limit, stop_on_transfer=True):
                 heapq.heappush(self._complete, (mc.finish(transfer), int(transfer)))
-            if not len(resolved):
-                break
         if self._waiting:   # the next completion, or the next other event if that comes first
             wake = following if following != float("inf") else FOREVER
             if self._complete:

@@ -30,9 +30,9 @@ burst has ended). With `idle_drain` a controller whose read and command queues a
 write buffer (the simulator: writes never wait for more writes); without it, only once every request
 has entered (replaying a finished stream, as the DRAMsim3 reference driver does).
 
-The kernel steps tCK by tCK but jumps over cycles in which nothing can happen: after a cycle without
-a command, a transaction move or an arrival, it goes straight to the next arrival, refresh, or the
-earliest cycle at which a queued command's next step becomes ready.
+The kernel steps tCK by tCK but jumps over cycles in which nothing can happen: after a cycle in which
+no transaction moved to a command queue, it goes straight to the next arrival that fits, refresh,
+or the earliest cycle at which a queued command's next step meets its timing.
 
 State lives in NumPy arrays (layouts below) that `MemoryController` owns; `advance` runs the
 controllers from the current cycle to a limit and reports the transfers that became complete.
@@ -310,10 +310,15 @@ def _find_pending(ch, bank, addr, write, req, rq, wb, cq, cq_len, ctl):
 
 
 @njit(cache=True)
-def _wake_time(clk, req, n, g, cq, cq_len, ctl, bs, faw, refq, p):
-    """The first cycle from `clk` at which anything can happen again, given that nothing happened at
-    `clk - 1`: the next arrival that fits its queue, the next refresh, or the earliest cycle at which a
-    queued command's next step (or a pending refresh's) meets its timing."""
+def _wake_time(clk, req, n, g, cq, cq_len, ctl, bs, faw, refq, p, idle_drain):
+    """The first cycle from `clk` at which anything can happen, given that no transaction moved at
+    `clk - 1` (so none can move before a command frees room): the next arrival that fits its queue,
+    a write drain about to start, the next refresh, or the earliest cycle at which a queued command's
+    next step (or a pending refresh's) meets its timing. A lower bound: arbitration is ignored."""
+    if idle_drain or g[G_NEXT] >= n:
+        for ch in range(cq_len.shape[0]):
+            if ctl[ch, C_DRAINING] == 0 and ctl[ch, C_WB] > 0 and ctl[ch, C_RQ] == 0 and ctl[ch, C_CQ] == 0:
+                return clk
     t = FOREVER
     nxt = g[G_NEXT]
     if nxt < n and ctl[req[R_CHANNEL, nxt], C_WB if req[R_WRITE, nxt] else C_RQ] < p[P_TRANS_QUEUE]:
@@ -363,7 +368,7 @@ def _advance(req, n, done, merge_next, merge_tail, p, g, ctl, rq, wb, cq, cq_len
                 break
         if not busy and g[G_NEXT] >= n:
             break   # idle with nothing to offer: resume later from here
-        progress = False
+        moved = False   # a transaction moved to a command queue (or a drain stopped)
         # front end: requests in order, each not before its arrival, while their queue has room
         while g[G_NEXT] < n and req[R_ARRIVAL, g[G_NEXT]] <= clk:
             r = g[G_NEXT]
@@ -373,7 +378,6 @@ def _advance(req, n, done, merge_next, merge_tail, p, g, ctl, rq, wb, cq, cq_len
                 break
             addr = req[R_ADDR, r]
             bank = req[R_BANK, r]
-            progress = True
             if w:
                 head = _find_pending(ch, bank, addr, 1, req, rq, wb, cq, cq_len, ctl)
                 if head >= 0:
@@ -403,14 +407,12 @@ def _advance(req, n, done, merge_next, merge_tail, p, g, ctl, rq, wb, cq, cq_len
                 refq[ch, ctl[ch, C_REFQ]] = ctl[ch, C_NEXT_REF_RANK]
                 ctl[ch, C_REFQ] += 1
                 ctl[ch, C_NEXT_REF_RANK] = (ctl[ch, C_NEXT_REF_RANK] + 1) % p[P_RANKS]
-                progress = True
             kind, qi, e = NONE, 0, 0
             if ctl[ch, C_REFQ] > 0:
                 kind, qi = _refresh_command(ch, clk, refq, ctl, bs, p)
             if kind == NONE:
                 kind, qi, e = _next_command(ch, clk, req, cq, cq_len, ctl, bs, faw, p)
             if kind != NONE:
-                progress = True
                 nres = _issue(ch, clk, kind, qi, e, req, done, merge_next, cq, cq_len, ctl, bs, faw, refq, stats, p,
                               g, xfer_left, xfer_finish, resolved, nres)
                 if p[P_DUAL]:
@@ -429,7 +431,7 @@ def _advance(req, n, done, merge_next, merge_tail, p, g, ctl, rq, wb, cq, cq_len
                     r = wb[ch, i]
                     b = req[R_BANK, r]
                     if cq_len[ch, b] < cqs:
-                        progress = True
+                        moved = True
                         if _find_pending(ch, b, req[R_ADDR, r], 0, req, rq, wb, cq, cq_len, ctl) >= 0:
                             ctl[ch, C_DRAINING] = 0
                             break
@@ -446,7 +448,7 @@ def _advance(req, n, done, merge_next, merge_tail, p, g, ctl, rq, wb, cq, cq_len
                     r = rq[ch, i]
                     b = req[R_BANK, r]
                     if cq_len[ch, b] < cqs:
-                        progress = True
+                        moved = True
                         cq[ch, b, cq_len[ch, b]] = r
                         cq_len[ch, b] += 1
                         ctl[ch, C_CQ] += 1
@@ -458,8 +460,8 @@ def _advance(req, n, done, merge_next, merge_tail, p, g, ctl, rq, wb, cq, cq_len
             for i in range(nres):
                 stop = min(stop, xfer_finish[resolved[i]])
         clk += 1
-        if not progress:
-            clk = min(_wake_time(clk, req, n, g, cq, cq_len, ctl, bs, faw, refq, p), stop)
+        if not moved:   # the next cycles repeat this one until time makes something possible
+            clk = min(_wake_time(clk, req, n, g, cq, cq_len, ctl, bs, faw, refq, p, idle_drain), stop)
     g[G_CLK] = clk
     return nres
 
