@@ -78,3 +78,10 @@ def test_the_wheel_holds_tasdsim_alone(tmp_path):
     assert {n.split("/")[1] for n in names if n.startswith("tasdsim/") and n.count("/") > 1} == {
         "simulator", "components", "traces", "configs"}
     assert "tasdsim/configs/hw/vegeta-m4.yaml" in names and "tasdsim/common.py" in names
+    # Every module and bundled file of the four folders is in the wheel (an editable install hides a
+    # subpackage missing from pyproject's package list).
+    shipped = {str(f.relative_to(ROOT)) for folder in ("simulator", "components", "traces", "configs")
+               for f in (ROOT / folder).rglob("*") if f.is_file() and f.suffix in (".py", ".yaml", ".csv", ".txt")
+               and "__pycache__" not in f.parts}
+    missing = sorted(f for f in shipped if f"tasdsim/{f}" not in names)
+    assert not missing, missing
