@@ -81,10 +81,8 @@ class Accelerator:
                 self.inboxes[route].on_room = self._dispatch
                 return
             self._held = None
-        completions, inboxes, replay = self.completions, self.inboxes, bool(self.where)
+        completions, inboxes = self.completions, self.inboxes
         for ins in self._stream:
-            if replay:
-                self._check_replayed(ins)
             completions.open(ins)
             op = ins.op
             if op == "COMPUTE":
@@ -105,29 +103,6 @@ class Accelerator:
                 self.blocked_on = BLOCKED_CAUSE[route]
                 inboxes[route].on_room = self._dispatch
                 return
-
-    def _check_replayed(self, ins: Instr) -> None:
-        """A trace file's instruction names earlier instructions and existing slots (generated ones do)."""
-        if ins.deps and max(ins.deps) >= ins.id:
-            raise TasdsimError(f"{self.where}{ins.op} {ins.id}: deps must name earlier instructions")
-        self._check_slots(ins)
-
-    def _check_slots(self, ins: Instr) -> None:
-        """Every buffer slot an instruction of a trace file names exists (generated ones do)."""
-        named = [(b, s) for b, s in ins.free]
-        if ins.op in ("LOAD", "STORE"):
-            named.append((str(ins["buf"]), ins["slot"]))
-            if any(b != ins["buf"] for b, _ in ins.free):
-                raise TasdsimError(f"{self.where}{ins.op} {ins.id}: a transfer frees slots of its own buffer only "
-                                   f"({ins['buf']})")
-        if ins.op == "COMPUTE":
-            named += [("weights", ins["w"]), ("inputs", ins["i"]), ("outputs", ins["o"])]
-        if ins.op in ("ACC", "TASD"):
-            named.append(("outputs" if ins.op == "ACC" else "inputs", ins["slot"]))
-        for buf, slot in named:
-            slots = self.buffers[buf].slots
-            if int(slot) >= slots:
-                raise TasdsimError(f"{self.where}{ins.op} {ins.id}: {buf} buffer has slots 0..{slots - 1}, not {slot}")
 
     def run(self, instrs: Iterable[Instr], name: str, where: str) -> LayerStats:
         """Run the instructions to completion and collect the layer's statistics."""

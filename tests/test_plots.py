@@ -3,7 +3,7 @@ setting; every axis is labelled; the roofline names its slowest layers; sweep pl
 hardware preset apart. The figures are caught as they are saved and their texts read."""
 import pytest
 
-from tasdsim.simulator import plots, validate
+from tasdsim.simulator import plots
 from tasdsim.simulator.cli import main
 
 pytest.importorskip("matplotlib")

@@ -305,6 +305,7 @@ CHECKED = {  # an edit the count line would allow (count fixed up), the line it 
     "freed_twice": ("COMPUTE", _sub("free=weights:0", "free=weights:0,weights:0"), "freed twice"),
     "store_beyond_slot": ("STORE", _sub("bytes=", "bytes=99999999"), "do not fit"),
     "acc_slot_missing": ("ACC", _sub("slot=", "slot=9"), "not 9"),
+    "frees_another_buffer": ("LOAD", lambda line: line.rstrip("\n") + " free=outputs:0\n", "its own buffer"),
 }
 
 

@@ -1,6 +1,5 @@
 """`tasdsim validate`: suites, classification, exit codes, reports, the bundled default suite."""
 import json
-import os
 
 import pytest
 

@@ -8,6 +8,7 @@ cannot do. Every instruction is checked as it is read (`TraceReader.instructions
 - COMPUTE: k_rows (WS) or m_rows (OS) at most the array's rows, cols at most its columns, each at
   least 1, macs = k_rows * m_rows * cols, useful <= macs, a pattern the PE array runs;
   LOAD/STORE/TASD/ACC: a slot that exists, and with real memory bytes (plus metadata) that fit it;
+  a LOAD or STORE frees slots of its own buffer only;
 - weights and inputs slots: loaded before a COMPUTE, TASD or STORE reads them, freed once after
   their load, and not loaded again before they are freed.
 """
@@ -50,6 +51,8 @@ class TraceChecker:
         f = ins.fields
         if ins.op in ("LOAD", "STORE"):
             self._slot(str(f["buf"]), int(f["slot"]))
+            if any(buf != f["buf"] for buf, _ in ins.free):
+                raise TasdsimError(f"a transfer frees slots of its own buffer only ({f['buf']})")
             nbytes = int(f["bytes"]) + int(f.get("meta", 0))
             if not self.ideal and nbytes > self.slot_bytes[str(f["buf"])]:
                 raise TasdsimError(f"{nbytes} bytes do not fit a {f['buf']} slot of {self.slot_bytes[str(f['buf'])]} "
